@@ -1,0 +1,28 @@
+"""{{ cookiecutter.project_name }}: {{ cookiecutter.description }}"""
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from . import api, cli, config, health, queue
+from .logs import configure_logging
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Create the Flask app: defaults, then the environment, then ``test_config``."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config)
+    app.config.from_prefixed_env()
+    if os.environ.get("REDIS_URL"):
+        app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    if test_config is not None:
+        app.config.update(test_config)
+
+    configure_logging(app.config["LOG_LEVEL"])
+    queue.init_app(app)
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(cli.bp)
+    return app

@@ -1,0 +1,89 @@
+"""The jobs HTTP API: dispatch a job, then follow it by id.
+
+``POST /jobs/<name>`` answers 202 Accepted: the job is queued, not done.
+Its ``status_url`` (``GET /jobs/<id>``) tells when it is.
+"""
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from . import jobs
+from .queue import BACKEND_ERRORS, QueueUnavailable, enqueue
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
+    """A JSON error body: a stable ``error`` code and a human ``message``."""
+    return jsonify(error=code, message=message, **extra), status
+
+
+@bp.get("")
+def list_jobs() -> Response:
+    """The registered jobs and the fields each payload takes."""
+    return jsonify(jobs=[describe(job) for job in jobs.all_jobs().values()])
+
+
+@bp.post("/<name>")
+def dispatch(name: str) -> tuple[Response, int]:
+    job = jobs.get(name)
+    if job is None:
+        return error(404, "unknown_job", f"no job is called {name!r}", jobs=list(jobs.all_jobs()))
+    try:
+        # The body is parsed as JSON whatever its Content-Type, so a plain
+        # ``curl -d '{...}'`` works too.
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return error(413, "payload_too_large", f"the body is over {limit} bytes")
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:  # also covers bytes that are not UTF-8
+        return error(400, "invalid_json", f"the body is not valid JSON: {exc}")
+    if not isinstance(payload, dict):
+        return error(400, "invalid_payload", "the body must be a JSON object")
+    try:
+        job_id = enqueue(name, payload)
+    except ValidationError as exc:
+        return error(422, "invalid_payload", "the payload does not match the job's schema",
+                     fields=exc.messages)
+    except QueueUnavailable:
+        response, status = error(503, "queue_unavailable",
+                                 "the job queue is unreachable; nothing was queued, try again")
+        response.headers["Retry-After"] = "5"
+        return response, status
+    status_url = url_for("jobs.status", job_id=job_id, _external=True)
+    response = jsonify(id=job_id, name=name, status="queued", status_url=status_url)
+    response.headers["Location"] = status_url
+    return response, 202
+
+
+@bp.get("/<job_id>")
+def status(job_id: str) -> Response | tuple[Response, int]:
+    try:
+        record = current_app.extensions["job_history"].get(job_id)
+    except BACKEND_ERRORS:
+        return error(503, "queue_unavailable", "the job store is unreachable, try again")
+    if record is None:
+        return error(404, "unknown_job_id", f"no job has the id {job_id!r}")
+    return jsonify(record)
+
+
+def describe(job: jobs.Job) -> dict[str, Any]:
+    """A job's name, docstring summary and payload fields, for humans."""
+    fields = {
+        field_name: {"type": type(field).__name__, "required": field.required}
+        for field_name, field in job.schema().fields.items()
+    }
+    return {"name": job.name, "description": job.description, "fields": fields,
+            "retries": job.retries, "timeout": job.timeout}
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> tuple[Response, int]:
+    """Errors under /jobs are JSON, like the rest of the API."""
+    return error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")

@@ -1,0 +1,87 @@
+"""A JSON serializer for Huey.
+
+Huey pickles its messages by default. Unpickling runs code, so anyone who
+can write to the queue (a shared Redis, a leaked password) could run code in
+every worker. Job payloads and results are JSON anyway, so the kit stores
+messages as JSON: a hostile message can then only be rejected, never run.
+
+Huey's own message pieces (its ``Message`` and ``Error`` tuples, datetimes,
+tuples and the ``SKIPPED`` marker) are written as small tagged objects so
+that they come back as the same Python types.
+"""
+
+import datetime
+import json
+from typing import Any
+
+from huey.registry import Message
+from huey.serializer import Serializer
+from huey.utils import SKIPPED, Error
+
+TAG = "__huey__"
+
+
+class JSONSerializer(Serializer):
+    """Serialize Huey messages, results and metadata as compact JSON."""
+
+    def _serialize(self, data: Any) -> bytes:
+        return json.dumps(_encode(data), separators=(",", ":")).encode()
+
+    def _deserialize(self, data: bytes) -> Any:
+        return json.loads(data, object_hook=_decode)
+
+
+def _encode(value: Any) -> Any:
+    # Order matters: Message and Error are tuples too.
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Message):
+        return {TAG: "message", "fields": [_encode(item) for item in value]}
+    if isinstance(value, Error):
+        return {TAG: "error", "metadata": _encode(value.metadata)}
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "items": [_encode(item) for item in value]}
+    if isinstance(value, list):
+        return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        if TAG in value:
+            # A user dict that uses our tag key is stored as pairs, so it can
+            # never be mistaken for one of the tagged objects above.
+            pairs = [[_check_key(key), _encode(item)] for key, item in value.items()]
+            return {TAG: "dict", "pairs": pairs}
+        return {_check_key(key): _encode(item) for key, item in value.items()}
+    if isinstance(value, datetime.datetime):
+        return {TAG: "datetime", "value": value.isoformat()}
+    if value is SKIPPED:
+        return {TAG: "skipped"}
+    raise TypeError(
+        f"{type(value).__name__} is not JSON data: job payloads and results "
+        "must be made of dicts, lists, strings, numbers, booleans and None"
+    )
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
+    return key
+
+
+def _decode(obj: dict) -> Any:
+    # object_hook decodes inner objects first, so nested values are already
+    # Python objects by the time their parent is seen.
+    tag = obj.get(TAG)
+    if tag is None:
+        return obj
+    if tag == "message":
+        return Message(*obj["fields"])
+    if tag == "error":
+        return Error(obj["metadata"])
+    if tag == "tuple":
+        return tuple(obj["items"])
+    if tag == "dict":
+        return dict(obj["pairs"])
+    if tag == "datetime":
+        return datetime.datetime.fromisoformat(obj["value"])
+    if tag == "skipped":
+        return SKIPPED
+    raise ValueError(f"unknown tag {tag!r} in a queue message")
