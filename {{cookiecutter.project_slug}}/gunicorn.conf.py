@@ -1,0 +1,56 @@
+"""Gunicorn settings for production.
+
+Used as ``gunicorn --config gunicorn.conf.py "{{ cookiecutter.project_slug }}:create_app()"``.
+Environment variables:
+
+* ``PORT``: port to listen on (default 8000), on every interface.
+* ``WEB_CONCURRENCY``: upper bound on the number of worker processes; the
+  default is ``2 * CPUs + 1``.
+* ``GUNICORN_LOG_LEVEL``: gunicorn's own log level (default ``info``).
+"""
+
+import multiprocessing
+import os
+
+
+def _positive_int(name: str, default: int) -> int:
+    """Read a positive integer from the environment, falling back to ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 1:
+        raise SystemExit(f"{name} must be at least 1, got {value}")
+    return value
+
+
+port = _positive_int("PORT", 8000)
+bind = f"0.0.0.0:{port}"
+
+# Sync workers: each request holds one process, and slow work goes to the
+# queue, so requests stay short. WEB_CONCURRENCY caps the count, e.g. on
+# small containers where cpu_count() reports the host's cores.
+cpu_workers = multiprocessing.cpu_count() * 2 + 1
+workers = min(cpu_workers, _positive_int("WEB_CONCURRENCY", cpu_workers))
+
+# A request taking longer than this is stuck: its worker is killed and
+# replaced. Enqueueing a job takes milliseconds, so 30 s is generous.
+timeout = 30
+# On SIGTERM, workers get this long to finish in-flight requests.
+graceful_timeout = 30
+# Seconds to hold an idle keep-alive connection (behind a load balancer).
+keepalive = 5
+
+# Logs go to stdout/stderr, where containers and process managers collect them.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Client, request line, status, size, duration in ms, user agent.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+# Heartbeat files in memory rather than on a possibly slow container disk.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
