@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_name }}: {{ cookiecutter.description }}"""
+"""{{ cookiecutter.project_name }}: A Flask application whose slow work runs as Huey background jobs."""
 
 import os
 from typing import Any

@@ -49,11 +49,16 @@ def dispatch(name: str) -> tuple[Response, int]:
     try:
         job_id = enqueue(name, payload)
     except ValidationError as exc:
-        return error(422, "invalid_payload", "the payload does not match the job's schema",
-                     fields=exc.messages)
+        return error(
+            422,
+            "invalid_payload",
+            "the payload does not match the job's schema",
+            fields=exc.messages,
+        )
     except QueueUnavailable:
-        response, status = error(503, "queue_unavailable",
-                                 "the job queue is unreachable; nothing was queued, try again")
+        response, status = error(
+            503, "queue_unavailable", "the job queue is unreachable; nothing was queued, try again"
+        )
         response.headers["Retry-After"] = "5"
         return response, status
     status_url = url_for("jobs.status", job_id=job_id, _external=True)
@@ -79,11 +84,22 @@ def describe(job: jobs.Job) -> dict[str, Any]:
         field_name: {"type": type(field).__name__, "required": field.required}
         for field_name, field in job.schema().fields.items()
     }
-    return {"name": job.name, "description": job.description, "fields": fields,
-            "retries": job.retries, "timeout": job.timeout}
+    return {
+        "name": job.name,
+        "description": job.description,
+        "fields": fields,
+        "retries": job.retries,
+        "timeout": job.timeout,
+    }
 
 
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> tuple[Response, int]:
-    """Errors under /jobs are JSON, like the rest of the API."""
+@bp.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
+    """Errors under /jobs are JSON, like the rest of the API.
+
+    Registered app-wide because routing errors (404, 405) happen before
+    Flask knows which blueprint a URL belongs to.
+    """
+    if not request.path.startswith(bp.url_prefix or "/"):
+        return exc
     return error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")

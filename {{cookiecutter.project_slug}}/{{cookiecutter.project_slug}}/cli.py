@@ -46,7 +46,9 @@ def enqueue_command(name: str, payload: str) -> None:
         known = ", ".join(jobs.all_jobs()) or "none"
         raise click.ClickException(f"no job is called {name!r} (known: {known})") from exc
     except ValidationError as exc:
-        lines = [f"  {field}: {'; '.join(map(str, errs))}" for field, errs in _flatten(exc.messages)]
+        lines = [
+            f"  {field}: {'; '.join(map(str, errs))}" for field, errs in _flatten(exc.messages)
+        ]
         raise click.ClickException("invalid payload:\n" + "\n".join(lines)) from exc
     except QueueUnavailable as exc:
         raise click.ClickException(f"the queue is unreachable, nothing was queued: {exc}") from exc

@@ -10,7 +10,9 @@ import logging
 from collections.abc import Iterator
 
 # The job running in this thread (or process), if any.
-current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job", default=None)
+current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_job", default=None
+)
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(job)s] %(message)s"
 
