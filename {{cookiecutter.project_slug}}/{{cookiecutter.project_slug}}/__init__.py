@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_name }}: A Flask application whose slow work runs as Huey background jobs."""
+"""{{ cookiecutter.project_name }}: the app factory that ties the web app and its job queue."""
 
 import os
 from typing import Any
