@@ -167,6 +167,7 @@ def start_stack(tmp_path) -> Iterator:
     def start(redis_url: str | None = None, worker: bool = True) -> Stack:
         port = free_port()
         env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), FLASK_QUEUE_NAME=unique_queue_name())
+        env["FLASK_SKIP_DOTENV"] = "1"  # no .flaskenv: no debug reloader in tests
         env.pop("REDIS_URL", None)
         if redis_url:
             env["REDIS_URL"] = redis_url
