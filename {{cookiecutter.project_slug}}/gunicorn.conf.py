@@ -27,14 +27,15 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
-port = _positive_int("PORT", 8000)
-bind = f"0.0.0.0:{port}"
+# Names starting with "_" are helpers, not gunicorn settings.
+_port = _positive_int("PORT", 8000)
+bind = f"0.0.0.0:{_port}"
 
 # Sync workers: each request holds one process, and slow work goes to the
 # queue, so requests stay short. WEB_CONCURRENCY caps the count, e.g. on
 # small containers where cpu_count() reports the host's cores.
-cpu_workers = multiprocessing.cpu_count() * 2 + 1
-workers = min(cpu_workers, _positive_int("WEB_CONCURRENCY", cpu_workers))
+_cpu_workers = multiprocessing.cpu_count() * 2 + 1
+workers = min(_cpu_workers, _positive_int("WEB_CONCURRENCY", _cpu_workers))
 
 # A request taking longer than this is stuck: its worker is killed and
 # replaced. Enqueueing a job takes milliseconds, so 30 s is generous.

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Run the template's test suite: ``python3 scripts/test.py [pytest options]``.
+
+Creates (or reuses) the virtualenv ``.venv`` at the repository root, installs
+``requirements-dev.txt`` into it when that file changed, then runs
+``pytest tests`` with that venv's interpreter, passing any extra options
+through (``python3 scripts/test.py -k hooks -x``). Exits with pytest's status.
+
+Environment honoured by the tests: ``REDIS_URL`` (the Redis that baked
+projects' Redis tests use) and ``REQUIRE_REDIS=1`` (fail instead of skipping
+when that Redis is unreachable).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from _bootstrap import ROOT, ensure_venv, pip_install, require_python
+
+VENV = ROOT / ".venv"
+REQUIREMENTS = ROOT / "requirements-dev.txt"
+
+
+def main(argv: list[str]) -> int:
+    require_python()
+    python = ensure_venv(VENV)
+    pip_install(
+        VENV,
+        ["--requirement", str(REQUIREMENTS)],
+        inputs=[REQUIREMENTS],
+        purpose="test",
+    )
+    cmd = [str(python), "-m", "pytest", "tests", *argv]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,126 @@
+"""The pre- and post-generation hooks."""
+
+from __future__ import annotations
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+from variants import ROOT
+
+# (slug, a fragment the error line must contain)
+INVALID_SLUGS = [
+    ("1abc", "not a valid Python package name"),
+    ("class", "Python keyword"),
+    ("json", "standard library"),
+    ("flask", "would shadow the 'flask' package"),
+    ("redis", "would shadow the 'redis' package"),
+    ("tests", "would shadow the 'tests' package"),
+    ("my-app", "not a valid Python package name"),
+    ("Bad Name!", "not a valid Python package name"),
+    ("MyApp", "not a valid Python package name"),
+]
+
+
+# Cookiecutter logs this line itself whenever a hook fails.
+COOKIECUTTER_OWN_ERROR = "ERROR: Stopping generation because"
+
+
+def error_lines(output: str) -> list[str]:
+    """The ``ERROR: `` lines printed by the hook (not by cookiecutter)."""
+    return [
+        line
+        for line in output.splitlines()
+        if line.startswith("ERROR: ") and not line.startswith(COOKIECUTTER_OWN_ERROR)
+    ]
+
+
+@pytest.mark.parametrize(("slug", "reason"), INVALID_SLUGS)
+def test_invalid_slug_stops_generation_with_one_error_line(
+    cookiecutter_cli, tmp_path, slug, reason
+):
+    result = cookiecutter_cli(tmp_path, f"project_slug={slug}")
+
+    assert result.returncode != 0
+    errors = error_lines(result.stdout)
+    assert len(errors) == 1, result.stdout
+    assert reason in errors[0]
+    assert "project_slug=" in errors[0]  # tells how to fix it
+
+
+@pytest.mark.parametrize(("slug", "reason"), INVALID_SLUGS)
+def test_invalid_slug_leaves_nothing_behind(cookiecutter_cli, tmp_path, slug, reason):
+    cookiecutter_cli(tmp_path, f"project_slug={slug}")
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_slug_raises_failed_hook_exception_from_the_api(tmp_path):
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context={"project_slug": "import"},
+            output_dir=str(tmp_path),
+        )
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_project_name_that_derives_an_invalid_slug_is_rejected(
+    cookiecutter_cli, tmp_path
+):
+    result = cookiecutter_cli(tmp_path, "project_name=2nd Shop")
+
+    assert result.returncode != 0
+    assert len(error_lines(result.stdout)) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_author_email_is_rejected(cookiecutter_cli, tmp_path):
+    result = cookiecutter_cli(tmp_path, "author_email=not-an-address")
+
+    assert result.returncode != 0
+    errors = error_lines(result.stdout)
+    assert len(errors) == 1
+    assert "author_email" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_valid_custom_slug_generates_the_project(cookiecutter_cli, tmp_path):
+    result = cookiecutter_cli(tmp_path, "project_slug=order_pipeline_2")
+
+    assert result.returncode == 0, result.stdout
+    assert error_lines(result.stdout) == []
+    assert (tmp_path / "order_pipeline_2" / "order_pipeline_2").is_dir()
+
+
+def test_slug_is_derived_from_the_project_name(cookiecutter_cli, tmp_path):
+    result = cookiecutter_cli(tmp_path, "project_name=My Shop-Jobs")
+
+    assert result.returncode == 0, result.stdout
+    assert [path.name for path in tmp_path.iterdir()] == ["my_shop_jobs"]
+
+
+def test_post_gen_hook_prints_next_steps(cookiecutter_cli, tmp_path):
+    result = cookiecutter_cli(tmp_path)
+
+    assert result.returncode == 0, result.stdout
+    for step in (
+        "cd acme_jobs",
+        "python3 -m venv .venv",
+        "pip install -e '.[dev]'",
+        "flask --app acme_jobs run",
+        "huey_consumer acme_jobs.worker.huey",
+        "pytest",
+    ):
+        assert step in result.stdout
+
+
+def test_post_gen_hook_mentions_docker_compose_only_with_docker(
+    cookiecutter_cli, tmp_path
+):
+    with_docker = cookiecutter_cli(tmp_path / "a")
+    without_docker = cookiecutter_cli(tmp_path / "b", "use_docker=no")
+
+    assert "docker compose up" in with_docker.stdout
+    assert "docker compose up" not in without_docker.stdout
