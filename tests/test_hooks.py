@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import jinja2
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
@@ -124,3 +128,53 @@ def test_post_gen_hook_mentions_docker_compose_only_with_docker(
 
     assert "docker compose up" in with_docker.stdout
     assert "docker compose up" not in without_docker.stdout
+
+
+def run_rendered_pre_gen_hook(tmp_path, **answers: str):
+    """Render the pre-generation hook with Jinja as cookiecutter does, run it.
+
+    Reaches answers that cookiecutter's own choice validation would refuse
+    before the hook runs, such as an unlisted python_version.
+    """
+    context = {
+        "project_slug": "acme_jobs",
+        "python_version": "3.11",
+        "author_email": "you@example.com",
+        **answers,
+    }
+    source = (ROOT / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    script = tmp_path / "pre_gen_project.py"
+    script.write_text(
+        jinja2.Environment().from_string(source).render(cookiecutter=context),
+        encoding="utf-8",
+    )
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_rendered_pre_gen_hook_accepts_the_defaults(tmp_path):
+    result = run_rendered_pre_gen_hook(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ""
+
+
+@pytest.mark.parametrize("version", ["3.10", "2.7", "three"])
+def test_python_version_below_3_11_is_rejected(tmp_path, version):
+    result = run_rendered_pre_gen_hook(tmp_path, python_version=version)
+
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == result.stderr.splitlines()
+    assert len(error_lines(result.stderr)) == 1
+    assert "python_version" in result.stderr
+
+
+def test_slug_with_quotes_cannot_break_out_of_the_hook(tmp_path):
+    result = run_rendered_pre_gen_hook(tmp_path, project_slug="x''' + \"'")
+
+    assert result.returncode == 1
+    assert "not a valid Python package name" in result.stderr
