@@ -30,6 +30,7 @@ RESERVED_NAMES = frozenset(
         "cookiecutter",
         "dist",
         "docs",
+        "dotenv",
         "flask",
         "gunicorn",
         "huey",
