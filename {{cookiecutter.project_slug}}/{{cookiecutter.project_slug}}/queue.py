@@ -39,6 +39,10 @@ class QueueUnavailable(RuntimeError):
     """The queue backend (Redis or the SQLite file) cannot be reached."""
 
 
+class AlreadyRetried(RuntimeError):
+    """The failed job to retry has been retried already (or is not failed)."""
+
+
 def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
     """Build the Huey instance described by the app's configuration."""
     options = {"serializer": JSONSerializer(), "results": False, "utc": True}
@@ -65,7 +69,7 @@ def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
 def init_app(app: Flask) -> Huey:
     """Create the app's Huey, register every job on it and record history."""
     huey = create_huey(app.config, app.instance_path)
-    history = History(huey)
+    history = History(huey, app.config)
     huey.signal()(history.on_signal)
     wrappers = {job.name: _register(huey, app, job) for job in jobs.discover().values()}
     app.extensions["huey"] = huey
@@ -102,27 +106,26 @@ def _register(huey: Huey, app: Flask, job: jobs.Job) -> TaskWrapper:
     )(run)
 
 
-def enqueue(name: str, payload: Any) -> str:
+def enqueue(name: str, payload: Any, retry_of: str | None = None) -> str:
     """Validate ``payload`` for the job ``name``, queue it, return its id.
 
-    Raises :class:`UnknownJob`, marshmallow's ``ValidationError`` or
-    :class:`QueueUnavailable`; in each case nothing is queued.
+    ``retry_of`` is the id of a failed job this one re-runs (the monitor's
+    Retry button): the two records are linked.
+
+    Raises :class:`UnknownJob`, marshmallow's ``ValidationError``,
+    :class:`QueueUnavailable` or :class:`AlreadyRetried`; in each case
+    nothing is queued.
     """
     job = jobs.get(name)
     if job is None:
         raise UnknownJob(name)
     data = job.dump(job.load(payload))
-    huey: Huey = current_app.extensions["huey"]
     history: History = current_app.extensions["job_history"]
     task = current_app.extensions["job_tasks"][name].s(data, id=str(uuid.uuid4()))
     try:
-        # Record first: a worker may pick the job up the moment it is queued.
-        history.job_enqueued(task, data)
-        try:
-            huey.enqueue(task)
-        except BaseException:
-            history.forget(task.id)
-            raise
+        # One atomic write: the job's record and its queue message, or neither.
+        if not history.enqueue(task, data, retry_of=retry_of):
+            raise AlreadyRetried(retry_of)
     except BACKEND_ERRORS as exc:
         log.warning("queue unavailable, %s not queued: %s", name, exc)
         raise QueueUnavailable(str(exc)) from exc

@@ -1,0 +1,424 @@
+"""Job history: every job's life, kept in the queue's own backend.
+
+Huey forgets a job once a worker has taken it, so the kit records each job
+from Huey's signals: queued (written together with the queue message, so a
+failed enqueue leaves no trace), scheduled, running, then complete or failed,
+attempt by attempt. ``GET /jobs/<id>`` and the ``/monitor`` pages read it.
+
+Where it lives follows the queue: Redis keys next to Huey's (see
+``redis_store``), or tables in the same SQLite file (``sqlite_store``); in
+immediate mode (tests), an in-memory SQLite database.
+
+Every write is one round trip (one Lua call, or one transaction), and a job
+that finishes quickly costs its worker a single write: see ``tracker``.
+"""
+
+import datetime
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from huey import Huey
+from huey import signals as S
+from huey.api import Task
+from huey.exceptions import ConfigurationError
+from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
+
+from . import model
+from .model import Change, Settings, event
+from .redis_store import RedisStore
+from .sqlite_store import SqliteStore
+from .tracker import Running, Tracker
+
+__all__ = ["History", "Settings", "model"]
+
+# Attributes set on a Task object to pass a fact from one signal to the next
+# (Huey hands the same object to every signal of one execution).
+RECORDED = "_history_recorded"  # its "queued" record was already written
+RETRY_NOTED = "_history_retry_noted"  # the failure already said "retrying"
+
+# Failure signals: (error type to record, final status when no retry is left).
+FAILURES = {
+    S.SIGNAL_TIMEOUT: ("TaskTimeout", model.FAILED),
+    S.SIGNAL_LOCKED: ("TaskLocked", model.FAILED),
+    S.SIGNAL_RATE_LIMITED: ("RateLimited", model.FAILED),
+    S.SIGNAL_CANCELED: ("Cancelled", model.CANCELLED),
+    S.SIGNAL_INTERRUPTED: ("Interrupted", model.FAILED),
+}
+
+
+class History:
+    """Records jobs from Huey's signals and answers questions about them."""
+
+    def __init__(self, huey: Huey, config: Mapping[str, Any] | None = None):
+        self.huey = huey
+        self.settings = Settings.from_config(config or {})
+        self.store = open_store(huey, self.settings)
+        self.tracker = Tracker(self._publish, self.settings)
+        huey.on_startup("job_history")(self.tracker.worker_started)
+        huey.on_shutdown("job_history")(self._worker_stopped)
+        _learn_consumer_options(huey, self.tracker)
+
+    @property
+    def backend(self) -> str:
+        return self.store.backend
+
+    # -- queueing -----------------------------------------------------------
+
+    def enqueue(self, task: Task, payload: Any, retry_of: str | None = None) -> bool:
+        """Record a new job and queue its message in one atomic write.
+
+        With ``retry_of``, the failed job of that id is marked "retried" in
+        the same write; if it is no longer failed (someone retried it already),
+        nothing is written or queued and False is returned.
+        """
+        at = model.now()
+        changes = [self._queued(task, payload, at, retry_of)]
+        if retry_of:
+            changes.insert(0, self._retried(retry_of, task, at))
+        if self.huey.immediate:
+            # Immediate mode runs the job inside huey.enqueue(), so the record
+            # must exist first; there is no queue message to write with it.
+            if not self.store.apply(changes):
+                return False
+            setattr(task, RECORDED, True)
+            self.huey.enqueue(task)
+            return True
+        if task.expires:
+            task.resolve_expires(self.huey.utc)  # as huey.enqueue() would
+        message = self.huey.serialize_task(task)
+        if not self.store.apply(changes, message=message, priority=task.priority or 0):
+            return False
+        # Huey fires "enqueued" before it writes (so listeners see jobs that
+        # may never be queued); ours fires after the write succeeded.
+        setattr(task, RECORDED, True)
+        self.huey._emit(S.SIGNAL_ENQUEUED, task)
+        return True
+
+    def job_enqueued(self, task: Task, payload: Any) -> None:
+        """Write only the "queued" record (for code that queues by itself)."""
+        self.store.apply([self._queued(task, payload, model.now())])
+        setattr(task, RECORDED, True)
+
+    def _queued(self, task: Task, payload: Any, at: float, retry_of: str | None = None) -> Change:
+        return Change(
+            task.id,
+            task.name,
+            at,
+            status=model.QUEUED,
+            create={"payload": model.to_json(payload), "enqueued_at": at, "retry_of": retry_of},
+            events=[event("queued", at, message=f"retry of {retry_of}" if retry_of else None)],
+        )
+
+    def _retried(self, job_id: str, new: Task, at: float) -> Change:
+        return Change(
+            job_id,
+            new.name,
+            at,
+            status=model.RETRIED,
+            only_from=(model.FAILED,),
+            fields={"retried_by": new.id},
+            events=[event("retried", at, job=new.id)],
+        )
+
+    # -- Huey signals --------------------------------------------------------
+
+    def on_signal(self, signal: str, task: Task, exc: BaseException | None = None) -> None:
+        """Huey signal receiver: ``huey.signal()(history.on_signal)``."""
+        at = model.now()
+        if signal == S.SIGNAL_ENQUEUED:
+            if not task.__dict__.pop(RECORDED, False):
+                # Queued by Huey itself: a retry, a scheduled job coming due.
+                self.store.apply([self._queued(task, job_payload(task), at)])
+        elif signal == S.SIGNAL_SCHEDULED:
+            eta = eta_timestamp(task.eta, self.huey.utc)
+            self.store.apply([Change(task.id, task.name, at, status=model.SCHEDULED, score=eta,
+                                     fields={"eta": eta}, create=self._create(task, at),
+                                     events=[event("scheduled", at, eta=eta)])])  # fmt: skip
+        elif signal == S.SIGNAL_EXECUTING:
+            if not self.tracker.started(task.id, task.name, at):
+                self.store.apply([self._running(Running(task.id, task.name, at))])
+        elif signal == S.SIGNAL_COMPLETE:
+            result = model.preview(
+                getattr(task, "job_result", None), self.settings.result_preview_chars
+            )
+            self._finish(task, at, model.COMPLETE, event("completed", at), {"result": result},
+                         counter="complete")  # fmt: skip
+        elif signal == S.SIGNAL_ERROR or signal in FAILURES:
+            self._failed(signal, task, at, exc)
+        elif signal == S.SIGNAL_RETRYING:
+            if not task.__dict__.pop(RETRY_NOTED, False):
+                # RetryTask: the job asked to run again, which is not a failure.
+                self._finish(task, at, model.RETRYING, event("retrying", at), {}, counter=None)
+        elif signal in (S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED):
+            status = model.REVOKED if signal == S.SIGNAL_REVOKED else model.EXPIRED
+            self.store.apply([Change(task.id, task.name, at, status=status,
+                                     fields={"finished_at": at}, create=self._create(task, at),
+                                     events=[event(status, at)])])  # fmt: skip
+
+    def _failed(self, signal: str, task: Task, at: float, exc: BaseException | None) -> None:
+        kind, final_status = FAILURES.get(signal, ("Error", model.FAILED))
+        error = model.describe_error(exc, kind, self.settings.traceback_chars)
+        # Huey retries while task.retries > 0 (a PermanentError sets it to 0);
+        # an interrupted job is never retried by Huey itself.
+        final = not task.retries or signal == S.SIGNAL_INTERRUPTED
+        if not final:
+            setattr(task, RETRY_NOTED, True)
+        ending = event("failed", at, error=error, message=None if final else "will be retried")
+        short = model.to_json({"type": error["type"], "message": error["message"]})
+        self._finish(task, at, final_status if final else model.RETRYING, ending,
+                     {"error": short}, counter="failed")  # fmt: skip
+
+    def _finish(
+        self,
+        task: Task,
+        at: float,
+        status: str,
+        ending: dict[str, Any],
+        fields: dict[str, Any],
+        counter: str | None,
+    ) -> None:
+        """Write the end of an attempt, and its start if that was not written yet."""
+        running = self.tracker.finished(task.id)
+        change = Change(task.id, task.name, at, status=status, create=self._create(task, at))
+        change.fields = {"finished_at": at, **fields}
+        if running is not None:
+            duration = at - running.started_at
+            change.fields["duration"] = duration
+            change.duration_ms = duration * 1000
+            ending["duration"] = round(duration, 6)
+            if not running.published:
+                start = self._running(running)
+                change.fields = {**start.fields, **change.fields}
+                change.new_attempt = "always"
+                change.events.extend(start.events)
+        change.events.append(ending)
+        if counter:
+            change.counters = {counter: 1}
+        else:
+            change.duration_ms = None
+        self.store.apply([change])
+
+    def _running(self, running: Running) -> Change:
+        worker = model.worker_id()
+        return Change(
+            running.job_id,
+            running.name,
+            running.started_at,
+            status=model.RUNNING,
+            fields={"started_at": running.started_at, "finished_at": None, "worker": worker},
+            new_attempt="always",
+            events=[event("started", running.started_at, worker=worker)],
+        )
+
+    def _create(self, task: Task, at: float) -> dict[str, Any]:
+        # Fields for a record that does not exist yet (a job queued by code
+        # that bypassed the kit, or whose record was deleted meanwhile).
+        return {"payload": model.to_json(job_payload(task)), "enqueued_at": at}
+
+    def _publish(self, running: list[Running], heartbeat: dict[str, Any]) -> None:
+        self.store.apply([self._running(r) for r in running], heartbeat=heartbeat)
+
+    def _worker_stopped(self) -> None:
+        if self.tracker.worker_stopped():
+            self.store.remove_worker(model.worker_id())
+
+    # -- hooks for other parts of the kit ------------------------------------
+
+    def record_recovered(self, task_or_id: Task | str, reason: str) -> bool:
+        """Record that a job's worker died and the job goes back to the queue.
+
+        For the lease reaper: call it *before* re-enqueueing the job. The lost
+        run counts as a failed attempt ("worker lost" on the timeline) and in
+        the overview's recovered count. Returns False when the record is not
+        running or queued any more (then nothing is written).
+        """
+        job_id = getattr(task_or_id, "id", task_or_id)
+        record = self.store.get(job_id)
+        if record is None:
+            return False
+        at = model.now()
+        lost = event("worker_lost", at, message=reason, worker=record.get("worker"))
+        change = Change(
+            job_id,
+            record["name"],
+            at,
+            status=model.QUEUED,
+            only_from=(model.RUNNING, model.QUEUED),
+            # A start that was never published still was an attempt.
+            new_attempt="if_queued",
+            count_recovered=True,
+            fields={"finished_at": at},
+            events=[lost],
+            counters={"failed": 1, "recovered": 1},
+        )
+        return self.store.apply([change])
+
+    def record_event(
+        self, job_id: str, kind: str, message: str | None = None, **detail: Any
+    ) -> bool:
+        """Add an entry to a job's timeline (one write); False if no such job."""
+        at = model.now()
+        change = Change(job_id, "", at, only_from=model.STATUSES,
+                        events=[event(kind, at, message=message, **detail)])  # fmt: skip
+        return self.store.apply([change])
+
+    def on_heartbeat(self, hook: Callable[[list[str]], None]) -> None:
+        """Call ``hook(running_job_ids)`` after each heartbeat of a worker process."""
+        self.tracker.heartbeat_hooks.append(hook)
+
+    # -- operator actions ----------------------------------------------------
+
+    def revoke(self, job_id: str) -> bool:
+        """Ask Huey to drop a queued or scheduled job when a worker reaches it."""
+        record = self.store.get(job_id)
+        if record is None or record["status"] not in (model.QUEUED, model.SCHEDULED):
+            return False
+        self.huey.revoke_by_id(job_id)
+        return self.record_event(job_id, "revoke_requested")
+
+    def delete(self, job_id: str) -> bool:
+        """Delete a finished job's record; active jobs must be revoked first."""
+        final = tuple(s for s in model.STATUSES if s not in model.ACTIVE)
+        change = Change(job_id, "", model.now(), delete=True, only_from=final)
+        return self.store.apply([change])
+
+    def forget(self, job_id: str) -> None:
+        """Delete a record whatever its status."""
+        self.store.apply([Change(job_id, "", model.now(), delete=True)])
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job as ``GET /jobs/<id>`` shows it (no timeline)."""
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        events = model.parse_events(record.pop("events", None))
+        record["queue"] = self.huey.name
+        record.setdefault("attempt", 0)
+        for key in ("result", "error", "started_at", "finished_at", "worker", "duration"):
+            record.setdefault(key, None)
+        if record["error"] is not None:
+            failures = [e for e in events if e["kind"] == "failed"]
+            if failures:
+                record["error"] = failures[-1]["error"]
+        return record
+
+    def detail(self, job_id: str) -> dict[str, Any] | None:
+        """The job with its timeline and attempts, for the monitor."""
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        record["events"] = model.parse_events(record.get("events"))
+        record["attempts"] = model.attempts(record["events"])
+        record["queue"] = self.huey.name
+        return record
+
+    def counts(self, name: str | None = None) -> dict[str, int]:
+        return self.store.counts(name)
+
+    def page(self, status: str, name: str | None = None, cursor: str | None = None,
+             limit: int = 50) -> tuple[list[dict[str, Any]], str | None, int]:  # fmt: skip
+        return self.store.page(status, name, cursor, limit)
+
+    def search_failed(self, text: str, name: str | None = None, cursor: str | None = None,
+                      limit: int = 50, budget: int = 10_000):  # fmt: skip
+        return self.store.search_failed(text, name, cursor, limit, budget)
+
+    def workers(self, at: float | None = None) -> list[dict[str, Any]]:
+        """Worker processes by latest heartbeat; stale ones are marked dead."""
+        at = model.now() if at is None else at
+        found = self.store.workers()
+        for worker in found:
+            worker["alive"] = at - worker["beat_at"] <= self.settings.worker_dead_after
+        return found
+
+    def overview(self, hours: int = 24) -> dict[str, Any]:
+        """Counts, latency, throughput and per-job statistics in one read."""
+        at = model.now()
+        raw = self.store.overview(at, hours=hours)
+        totals: dict[str, int] = {}
+        per_name: dict[str, dict[str, Any]] = {}
+        for bucket in raw["per_hour"]:
+            for field, amount in bucket.items():
+                name, _, metric = field.rpartition("|")
+                if name == model.ALL_JOBS:
+                    totals[metric] = totals.get(metric, 0) + amount
+                    continue
+                stats = per_name.setdefault(name, {"complete": 0, "failed": 0, "hist": {}})
+                if metric.startswith("d"):
+                    index = int(metric[1:])
+                    stats["hist"][index] = stats["hist"].get(index, 0) + amount
+                elif metric in ("complete", "failed"):
+                    stats[metric] += amount
+        jobs = []
+        for name in sorted(per_name):
+            stats = per_name[name]
+            runs = stats["complete"] + stats["failed"]
+            jobs.append({
+                "name": name,
+                "complete": stats["complete"],
+                "failed": stats["failed"],
+                "failure_rate": stats["failed"] / runs if runs else 0.0,
+                "p50_ms": model.percentile_ms(stats["hist"], 0.50),
+                "p95_ms": model.percentile_ms(stats["hist"], 0.95),
+            })  # fmt: skip
+        oldest = raw["oldest_queued_at"]
+        return {
+            "at": at,
+            "backend": self.backend,
+            "counts": raw["counts"],
+            "queue_depth": raw["queue_depth"],
+            "schedule_depth": raw["schedule_depth"],
+            "latency": max(0.0, at - oldest) if oldest else 0.0,
+            "per_minute": raw["per_minute"],
+            "hours": hours,
+            "complete": totals.get("complete", 0),
+            "failed": totals.get("failed", 0),
+            "recovered": totals.get("recovered", 0),
+            "jobs": jobs,
+        }
+
+
+def open_store(huey: Huey, settings: Settings) -> RedisStore | SqliteStore:
+    """The store that lives next to this Huey's queue."""
+    storage = huey.storage
+    if isinstance(storage, RedisStorage):
+        return RedisStore(huey, settings)
+    if isinstance(storage, SqliteStorage):
+        return SqliteStore(huey, settings)
+    if isinstance(storage, MemoryStorage):
+        return SqliteStore(huey, settings, memory=True)
+    raise ConfigurationError(f"job history supports Redis and SQLite, not {type(storage).__name__}")
+
+
+def job_payload(task: Task) -> Any:
+    """A kit job's payload is its one positional argument (see queue.py)."""
+    if len(task.args) == 1:
+        return task.args[0]
+    return {"args": list(task.args)}
+
+
+def eta_timestamp(eta: datetime.datetime | None, utc: bool) -> float:
+    """Huey's ETAs are naive datetimes, in UTC when ``huey.utc`` is set."""
+    if eta is None:
+        return model.now()
+    if eta.tzinfo is None and utc:
+        eta = eta.replace(tzinfo=datetime.UTC)
+    return eta.timestamp()
+
+
+def _learn_consumer_options(huey: Huey, tracker: Tracker) -> None:
+    """Remember the worker type and count the consumer is started with.
+
+    ``huey_consumer`` (and any script running a consumer) calls
+    ``huey.create_consumer(**options)``; the heartbeat reports them.
+    """
+    create_consumer = huey.create_consumer
+
+    def create_and_remember(**options: Any) -> Any:
+        tracker.worker_type = options.get("worker_type") or "thread"
+        tracker.workers = options.get("workers") or 1
+        return create_consumer(**options)
+
+    huey.create_consumer = create_and_remember
