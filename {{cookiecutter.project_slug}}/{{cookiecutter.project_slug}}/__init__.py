@@ -5,8 +5,8 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, cli, config, health, queue
-from .logs import configure_logging
+from . import api, cli, config, health, metrics, queue
+from .logs import configure_logging, init_request_ids
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -19,10 +19,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
 
-    configure_logging(app.config["LOG_LEVEL"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    init_request_ids(app)
     queue.init_app(app)
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(cli.bp)
+    app.register_blueprint(metrics.bp)
     return app

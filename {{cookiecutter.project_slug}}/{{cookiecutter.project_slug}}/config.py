@@ -29,3 +29,17 @@ QUEUE_IMMEDIATE = False
 MAX_CONTENT_LENGTH = 64 * 1024
 
 LOG_LEVEL = "INFO"
+# "text" for people, "json" (one object per line, with job name, job id,
+# attempt and request id) for log collectors.
+LOG_FORMAT = "text"
+
+# /metrics (Prometheus). Closed until one of these is set: a bearer token
+# (FLASK_METRICS_TOKEN), or the monitor's user (MONITOR_USERNAME and
+# MONITOR_PASSWORD) over HTTP Basic.
+METRICS_TOKEN = None
+# Each process writes its counts to the queue's backend this often (seconds).
+METRICS_FLUSH_INTERVAL = 1.0
+# A worker whose last heartbeat is older than this (seconds) is not alive.
+METRICS_WORKER_TTL = 15.0
+# Upper bounds (seconds) of the job duration histogram's buckets.
+METRICS_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]

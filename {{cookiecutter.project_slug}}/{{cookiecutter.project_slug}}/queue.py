@@ -7,11 +7,13 @@ that needs no server. Tests use Huey's immediate mode, which runs each job
 in the calling process.
 """
 
+import contextlib
 import logging
 import os
 import sqlite3
+import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from flask import Flask, current_app
@@ -20,9 +22,9 @@ from huey.api import Task, TaskWrapper
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import jobs
+from . import jobs, leases, unique
 from .history import History
-from .logs import job_log_context
+from .logs import current_request_id, job_log_context
 from .serializer import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -57,11 +59,13 @@ def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
             # only make a real outage slower to report.
             retry=Retry(NoBackoff(), 1),
         )
-        huey = RedisHuey(name, connection_pool=pool, **options)
+        # Leasing*: every job a worker takes is leased until its run is over,
+        # so a worker that dies mid-job loses nothing (see leases.py).
+        huey = leases.LeasingRedisHuey(name, connection_pool=pool, **options)
     else:
         path = config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        huey = SqliteHuey(name, filename=path, **options)
+        huey = leases.LeasingSqliteHuey(name, filename=path, **options)
     huey.immediate = bool(config.get("QUEUE_IMMEDIATE"))
     return huey
 
@@ -72,6 +76,13 @@ def init_app(app: Flask) -> Huey:
     history = History(huey, app.config)
     huey.signal()(history.on_signal)
     wrappers = {job.name: _register(huey, app, job) for job in jobs.discover().values()}
+    manager = leases.install(huey, leases.LeaseSettings.from_config(app.config))
+    if manager is not None:
+        # Lease releases ride on the history's last write of each run.
+        history.write_hooks.append(manager.write_hook)
+        manager.on_recovery(lambda recovery: _record_recovery(history, recovery))
+    app.extensions["job_leases"] = manager
+    app.extensions["job_claims"] = unique.open_claims(huey)
     app.extensions["huey"] = huey
     app.extensions["job_tasks"] = wrappers
     app.extensions["job_history"] = history
@@ -81,14 +92,28 @@ def init_app(app: Flask) -> Huey:
 def _register(huey: Huey, app: Flask, job: jobs.Job) -> TaskWrapper:
     """Turn a registered job into a Huey task that runs in an app context."""
 
-    def run(payload: dict, task: Task) -> Any:
+    timeout = app.config["JOB_TIMEOUT"] if job.timeout is None else job.timeout
+
+    def run(payload: dict, task: Task, meta: dict | None = None) -> Any:
+        # ``meta`` comes from enqueue(): the request id that queued the job
+        # (for the logs) and when (for the metrics' oldest-queued age).
+        meta = meta or {}
+        attempt = job.retries - task.retries + 1
+        context = job_log_context(job.name, task.id, attempt, meta.get("request_id"))
         # A fresh app context per run: sharing one between worker threads
         # breaks Flask's context variables.
-        with app.app_context(), job_log_context(job.name, task.id):
+        with app.app_context(), context:
             try:
                 result = job.func(job.load(payload))
             except jobs.PermanentError:
                 task.retries = 0  # Huey retries only while this is above zero.
+                raise
+            except Exception:
+                # Huey reads the wait before the next try from the task: set
+                # it from the job's backoff (a TaskTimeout lands here too).
+                # Immediate mode (tests) retries at once.
+                if task.retries:
+                    task.retry_delay = 0 if huey.immediate else job.next_retry_delay(attempt)
                 raise
             # Huey's "complete" signal does not carry the return value, so it
             # travels on the task to the history recorder.
@@ -101,9 +126,18 @@ def _register(huey: Huey, app: Flask, job: jobs.Job) -> TaskWrapper:
         name=job.name,
         retries=job.retries,
         retry_delay=job.retry_delay,
-        timeout=job.timeout,
+        timeout=timeout or None,
         context=True,
     )(run)
+
+
+class Dispatched(NamedTuple):
+    """What a dispatch did."""
+
+    id: str
+    # False for a unique job's duplicate: nothing was queued, and ``id`` is
+    # the job dispatched earlier with the same key.
+    created: bool
 
 
 def enqueue(name: str, payload: Any, retry_of: str | None = None) -> str:
@@ -112,24 +146,57 @@ def enqueue(name: str, payload: Any, retry_of: str | None = None) -> str:
     ``retry_of`` is the id of a failed job this one re-runs (the monitor's
     Retry button): the two records are linked.
 
+    For a unique job (``unique_key``/``unique_for``) dispatched again within
+    its window, nothing is queued and the id is the earlier job's; use
+    :func:`dispatch` to tell the two apart.
+
     Raises :class:`UnknownJob`, marshmallow's ``ValidationError``,
     :class:`QueueUnavailable` or :class:`AlreadyRetried`; in each case
     nothing is queued.
     """
+    return dispatch(name, payload, retry_of).id
+
+
+def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched:
+    """:func:`enqueue`, saying whether a job was queued or found."""
     job = jobs.get(name)
     if job is None:
         raise UnknownJob(name)
     data = job.dump(job.load(payload))
     history: History = current_app.extensions["job_history"]
-    task = current_app.extensions["job_tasks"][name].s(data, id=str(uuid.uuid4()))
+    meta = {"request_id": current_request_id.get(), "enqueued_at": time.time()}
+    task = current_app.extensions["job_tasks"][name].s(data, meta=meta, id=str(uuid.uuid4()))
+    # A retry from the monitor is an operator's explicit wish: never a duplicate.
+    key = None if retry_of else job.unique_hash(data)
+    claims: unique.Claims = current_app.extensions["job_claims"]
     try:
-        # One atomic write: the job's record and its queue message, or neither.
-        if not history.enqueue(task, data, retry_of=retry_of):
-            raise AlreadyRetried(retry_of)
+        if key is not None:
+            existing = claims.claim(name, key, task.id, job.unique_for)
+            if existing is not None:
+                return Dispatched(existing, created=False)
+        try:
+            # One atomic write: the job's record and its queue message, or neither.
+            if not history.enqueue(task, data, retry_of=retry_of):
+                raise AlreadyRetried(retry_of)
+        except BaseException:
+            if key is not None:
+                with contextlib.suppress(*BACKEND_ERRORS):
+                    claims.release(name, key, task.id)
+            raise
     except BACKEND_ERRORS as exc:
         log.warning("queue unavailable, %s not queued: %s", name, exc)
         raise QueueUnavailable(str(exc)) from exc
-    return task.id
+    if "job_metrics" in current_app.extensions:
+        current_app.extensions["job_metrics"].count("enqueued", name)
+    return Dispatched(task.id, created=True)
+
+
+def _record_recovery(history: History, recovery: leases.Recovery) -> None:
+    """Write a recovered (or parked) job's "worker lost" into its history."""
+    if recovery.requeued:
+        history.record_recovered(recovery.job_id, recovery.reason)
+    else:
+        history.record_parked(recovery.job_id, recovery.reason)
 
 
 def ping() -> None:

@@ -11,13 +11,12 @@ job on ``huey``. Each job then runs in its own app context, so it can use
 starts within a quarter of a second (Redis wakes workers at once anyway).
 """
 
-import logging
-
 from . import create_app
+from .logs import configure_consumer_logging
 
 app = create_app()
 huey = app.extensions["huey"]
 
-# huey_consumer gives the "huey" logger a handler of its own; without this,
-# each of its lines would also reach ours and be printed twice.
-logging.getLogger("huey").propagate = False
+# Text logs: huey_consumer's lines keep its own handler; JSON: they go
+# through the app's JSON handler (see logs.configure_consumer_logging).
+configure_consumer_logging(app.config["LOG_FORMAT"])
