@@ -35,6 +35,7 @@ __all__ = ["History", "Settings", "model"]
 # (Huey hands the same object to every signal of one execution).
 RECORDED = "_history_recorded"  # its "queued" record was already written
 RETRY_NOTED = "_history_retry_noted"  # the failure already said "retrying"
+RESULT = "_history_result"  # the return value ("complete" does not carry it)
 
 # Failure signals: (error type to record, final status when no retry is left).
 FAILURES = {
@@ -56,6 +57,11 @@ class History:
         self.tracker = Tracker(self._publish, self.settings)
         huey.on_startup("job_history")(self.tracker.worker_started)
         huey.on_shutdown("job_history")(self._worker_stopped)
+        huey.post_execute("job_history")(_keep_result)
+        # hook(signal, task, handle) runs inside each signal's write: with the
+        # Redis pipeline or the SQLite cursor of that same round trip, so
+        # other bookkeeping (releasing a lease) costs no trip of its own.
+        self.write_hooks: list[Callable[[str, Task, Any], None]] = []
         _learn_consumer_options(huey, self.tracker)
 
     @property
@@ -128,32 +134,61 @@ class History:
         if signal == S.SIGNAL_ENQUEUED:
             if not task.__dict__.pop(RECORDED, False):
                 # Queued by Huey itself: a retry, a scheduled job coming due.
-                self.store.apply([self._queued(task, job_payload(task), at)])
+                self._write(signal, task, self._queued(task, job_payload(task), at))
         elif signal == S.SIGNAL_SCHEDULED:
             eta = eta_timestamp(task.eta, self.huey.utc)
-            self.store.apply([Change(task.id, task.name, at, status=model.SCHEDULED, score=eta,
-                                     fields={"eta": eta}, create=self._create(task, at),
-                                     events=[event("scheduled", at, eta=eta)])])  # fmt: skip
-        elif signal == S.SIGNAL_EXECUTING:
-            if not self.tracker.started(task.id, task.name, at):
-                self.store.apply([self._running(Running(task.id, task.name, at))])
-        elif signal == S.SIGNAL_COMPLETE:
-            result = model.preview(
-                getattr(task, "job_result", None), self.settings.result_preview_chars
+            self._write(
+                signal,
+                task,
+                Change(
+                    task.id,
+                    task.name,
+                    at,
+                    status=model.SCHEDULED,
+                    score=eta,
+                    fields={"eta": eta},
+                    create=self._create(task, at),
+                    events=[event("scheduled", at, eta=eta)],
+                ),
             )
-            self._finish(task, at, model.COMPLETE, event("completed", at), {"result": result},
-                         counter="complete")  # fmt: skip
+        elif signal == S.SIGNAL_EXECUTING:
+            running = self.tracker.started(task.id, task.name, at)
+            if running.published:  # no worker thread to publish it later
+                self._write(signal, task, self._running(running))
+        elif signal == S.SIGNAL_COMPLETE:
+            value = task.__dict__.pop(RESULT, None)
+            result = model.preview(value, self.settings.result_preview_chars)
+            self._finish(
+                signal,
+                task,
+                at,
+                model.COMPLETE,
+                event("completed", at),
+                {"result": result},
+                counter="complete",
+            )
         elif signal == S.SIGNAL_ERROR or signal in FAILURES:
             self._failed(signal, task, at, exc)
         elif signal == S.SIGNAL_RETRYING:
             if not task.__dict__.pop(RETRY_NOTED, False):
                 # RetryTask: the job asked to run again, which is not a failure.
-                self._finish(task, at, model.RETRYING, event("retrying", at), {}, counter=None)
+                ending = event("retrying", at)
+                self._finish(signal, task, at, model.RETRYING, ending, {}, counter=None)
         elif signal in (S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED):
             status = model.REVOKED if signal == S.SIGNAL_REVOKED else model.EXPIRED
-            self.store.apply([Change(task.id, task.name, at, status=status,
-                                     fields={"finished_at": at}, create=self._create(task, at),
-                                     events=[event(status, at)])])  # fmt: skip
+            self._write(
+                signal,
+                task,
+                Change(
+                    task.id,
+                    task.name,
+                    at,
+                    status=status,
+                    fields={"finished_at": at},
+                    create=self._create(task, at),
+                    events=[event(status, at)],
+                ),
+            )
 
     def _failed(self, signal: str, task: Task, at: float, exc: BaseException | None) -> None:
         kind, final_status = FAILURES.get(signal, ("Error", model.FAILED))
@@ -165,11 +200,19 @@ class History:
             setattr(task, RETRY_NOTED, True)
         ending = event("failed", at, error=error, message=None if final else "will be retried")
         short = model.to_json({"type": error["type"], "message": error["message"]})
-        self._finish(task, at, final_status if final else model.RETRYING, ending,
-                     {"error": short}, counter="failed")  # fmt: skip
+        self._finish(
+            signal,
+            task,
+            at,
+            final_status if final else model.RETRYING,
+            ending,
+            {"error": short},
+            counter="failed",
+        )
 
     def _finish(
         self,
+        signal: str,
         task: Task,
         at: float,
         status: str,
@@ -196,7 +239,19 @@ class History:
             change.counters = {counter: 1}
         else:
             change.duration_ms = None
-        self.store.apply([change])
+        self._write(signal, task, change)
+
+    def _write(self, signal: str, task: Task, change: Change) -> None:
+        """One signal, one write; write hooks may add to the same round trip."""
+        if not self.write_hooks:
+            self.store.apply([change])
+            return
+
+        def extra(handle: Any) -> None:
+            for hook in self.write_hooks:
+                hook(signal, task, handle)
+
+        self.store.apply([change], extra=extra)
 
     def _running(self, running: Running) -> Change:
         worker = model.worker_id()
@@ -258,8 +313,13 @@ class History:
     ) -> bool:
         """Add an entry to a job's timeline (one write); False if no such job."""
         at = model.now()
-        change = Change(job_id, "", at, only_from=model.STATUSES,
-                        events=[event(kind, at, message=message, **detail)])  # fmt: skip
+        change = Change(
+            job_id,
+            "",
+            at,
+            only_from=model.STATUSES,
+            events=[event(kind, at, message=message, **detail)],
+        )
         return self.store.apply([change])
 
     def on_heartbeat(self, hook: Callable[[list[str]], None]) -> None:
@@ -317,12 +377,19 @@ class History:
     def counts(self, name: str | None = None) -> dict[str, int]:
         return self.store.counts(name)
 
-    def page(self, status: str, name: str | None = None, cursor: str | None = None,
-             limit: int = 50) -> tuple[list[dict[str, Any]], str | None, int]:  # fmt: skip
+    def page(
+        self, status: str, name: str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
         return self.store.page(status, name, cursor, limit)
 
-    def search_failed(self, text: str, name: str | None = None, cursor: str | None = None,
-                      limit: int = 50, budget: int = 10_000):  # fmt: skip
+    def search_failed(
+        self,
+        text: str,
+        name: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        budget: int = 10_000,
+    ):
         return self.store.search_failed(text, name, cursor, limit, budget)
 
     def workers(self, at: float | None = None) -> list[dict[str, Any]]:
@@ -355,14 +422,16 @@ class History:
         for name in sorted(per_name):
             stats = per_name[name]
             runs = stats["complete"] + stats["failed"]
-            jobs.append({
-                "name": name,
-                "complete": stats["complete"],
-                "failed": stats["failed"],
-                "failure_rate": stats["failed"] / runs if runs else 0.0,
-                "p50_ms": model.percentile_ms(stats["hist"], 0.50),
-                "p95_ms": model.percentile_ms(stats["hist"], 0.95),
-            })  # fmt: skip
+            jobs.append(
+                {
+                    "name": name,
+                    "complete": stats["complete"],
+                    "failed": stats["failed"],
+                    "failure_rate": stats["failed"] / runs if runs else 0.0,
+                    "p50_ms": model.percentile_ms(stats["hist"], 0.50),
+                    "p95_ms": model.percentile_ms(stats["hist"], 0.95),
+                }
+            )
         oldest = raw["oldest_queued_at"]
         return {
             "at": at,
@@ -378,6 +447,12 @@ class History:
             "recovered": totals.get("recovered", 0),
             "jobs": jobs,
         }
+
+
+def _keep_result(task: Task, value: Any, exc: BaseException | None) -> None:
+    """Huey runs post-execute hooks just before the "complete" signal."""
+    if exc is None:
+        setattr(task, RESULT, value)
 
 
 def open_store(huey: Huey, settings: Settings) -> RedisStore | SqliteStore:

@@ -103,6 +103,7 @@ class Settings:
             hour_rollups_age=float(get("HISTORY_HOUR_ROLLUPS_AGE", d.hour_rollups_age)),
             result_preview_chars=int(get("HISTORY_RESULT_PREVIEW_CHARS", d.result_preview_chars)),
             traceback_chars=int(get("HISTORY_TRACEBACK_CHARS", d.traceback_chars)),
+            events_max_bytes=int(get("HISTORY_EVENTS_MAX_BYTES", d.events_max_bytes)),
             heartbeat_seconds=float(get("HISTORY_HEARTBEAT_SECONDS", d.heartbeat_seconds)),
             worker_dead_after=float(get("HISTORY_WORKER_DEAD_AFTER", d.worker_dead_after)),
             running_publish_delay=float(

@@ -23,6 +23,7 @@ it either).
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -101,6 +102,10 @@ for i, change in ipairs(changes) do
   if not allowed(change, current[i][1]) then return 0 end
 end
 
+-- The message goes first: should a write below fail, the job is queued
+-- with an incomplete record, never recorded as queued without a message.
+if ARGV[4] ~= '' then redis.call('LPUSH', ARGV[3], ARGV[4]) end
+
 for i, c in ipairs(changes) do
   local key = job_key(c.id)
   local old, name = current[i][1], current[i][2] or c.name
@@ -113,6 +118,7 @@ for i, c in ipairs(changes) do
       redis.call('ZREM', index_key(old, name), c.id)
     end
   else
+    if not old then redis.call('HSET', key, 'name', name) end
     for field, value in pairs(c.create) do redis.call('HSETNX', key, field, value) end
     for field, value in pairs(c.set) do redis.call('HSET', key, field, value) end
     for _, field in ipairs(c.unset) do redis.call('HDEL', key, field) end
@@ -139,8 +145,6 @@ for i, c in ipairs(changes) do
     bump(P .. ':h:' .. c.hour, c.per_hour, c.hour_ttl)
   end
 end
-
-if ARGV[4] ~= '' then redis.call('LPUSH', ARGV[3], ARGV[4]) end
 
 if ARGV[5] ~= '' then
   local beat = cjson.decode(ARGV[5])
@@ -242,16 +246,28 @@ class RedisStore:
         message: bytes | None = None,
         heartbeat: dict[str, Any] | None = None,
         priority: float = 0,
+        extra: Callable[[redis.client.Pipeline], None] | None = None,
     ) -> bool:
         """Write changes (and push a queue message, and a heartbeat) at once.
 
-        ``priority`` is accepted for symmetry with SQLite; Huey's Redis
-        queue is a plain list without priorities.
+        ``extra`` may add commands of its own to the same round trip: it
+        gets a pipeline that runs right after the script. ``priority`` is
+        accepted for symmetry with SQLite; Huey's Redis queue has none.
         """
         specs = json.dumps([self._spec(change) for change in changes])
         beat = json.dumps(heartbeat) if heartbeat else ""
         args = [self.prefix, specs, self.queue_key, message or b"", beat]
-        return bool(self._apply([], args))
+        if extra is None:
+            return bool(self._apply([], args))
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.evalsha(self._apply.sha, 0, *args)
+        extra(pipe)
+        applied = pipe.execute(raise_on_error=False)[0]
+        if isinstance(applied, redis.exceptions.NoScriptError):
+            applied = self._apply([], args)
+        elif isinstance(applied, Exception):
+            raise applied
+        return bool(applied)
 
     def _spec(self, change: Change) -> dict[str, Any]:
         s = self.settings

@@ -127,8 +127,12 @@ class SqliteStore:
         message: bytes | None = None,
         heartbeat: dict[str, Any] | None = None,
         priority: float = 0,
+        extra: Callable[[sqlite3.Cursor], None] | None = None,
     ) -> bool:
-        """Write changes (and a queue message, and a heartbeat) in one transaction."""
+        """Write changes (and a queue message, and a heartbeat) in one transaction.
+
+        ``extra`` may run statements of its own inside the same transaction.
+        """
         with self.db(commit=True) as cur:
             rows = [self._current(cur, change.job_id) for change in changes]
             for change, row in zip(changes, rows, strict=True):
@@ -145,6 +149,8 @@ class SqliteStore:
                 )
             if heartbeat:
                 self._beat(cur, heartbeat)
+            if extra is not None:
+                extra(cur)
             if changes and changes[0].at - self._last_sweep > 60:
                 self._sweep(cur, changes[0].at)
         return True

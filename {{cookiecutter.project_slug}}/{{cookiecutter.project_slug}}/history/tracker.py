@@ -60,11 +60,6 @@ class Tracker:
         self._started_at = model.now()
         self._last_beat = 0.0
 
-    @property
-    def active(self) -> bool:
-        """True in a worker process whose publishing thread is running."""
-        return self._pid == os.getpid() and self._thread is not None
-
     # -- Huey worker hooks ------------------------------------------------
 
     def worker_started(self) -> None:
@@ -73,10 +68,13 @@ class Tracker:
             self._reset()
         with self._lock:
             self._users += 1
-            if self._thread is None:
-                self._started_at = model.now()
-                self._thread = threading.Thread(target=self._run, name="job-history", daemon=True)
-                self._thread.start()
+            if self._thread is not None:
+                return
+            self._started_at = model.now()
+            self._thread = threading.Thread(target=self._run, name="job-history", daemon=True)
+        # Show up on the workers page at once, then beat from the thread.
+        self._safe_tick()
+        self._thread.start()
 
     def worker_stopped(self) -> bool:
         """``on_shutdown``: the last worker of the process stops the thread.
@@ -96,13 +94,18 @@ class Tracker:
 
     # -- called from signal handlers --------------------------------------
 
-    def started(self, job_id: str, name: str, at: float) -> bool:
-        """Note a start in memory; False if there is no thread to publish it."""
-        if not self.active:
-            return False
+    def started(self, job_id: str, name: str, at: float) -> Running:
+        """Note a start in memory (its end needs it for the duration).
+
+        ``published`` comes back True when there is no thread to publish
+        it: the caller must write the start itself, at once.
+        """
+        if self._pid != os.getpid():
+            self._reset()
+        running = Running(job_id, name, at, published=self._thread is None)
         with self._lock:
-            self._jobs[job_id] = Running(job_id, name, at)
-        return True
+            self._jobs[job_id] = running
+        return running
 
     def finished(self, job_id: str) -> Running | None:
         """Forget a job; says whether its start was already published.
@@ -117,10 +120,13 @@ class Tracker:
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
-            try:
-                self.tick(model.now())
-            except Exception:  # a store outage must not kill the thread
-                log.exception("could not publish running jobs and heartbeat")
+            self._safe_tick()
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick(model.now())
+        except Exception:  # a store outage must not kill the thread
+            log.exception("could not publish running jobs and heartbeat")
 
     def tick(self, at: float) -> None:
         """Publish jobs running longer than the delay; beat when due."""
