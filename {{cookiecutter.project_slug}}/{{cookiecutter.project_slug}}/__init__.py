@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, cli, config, health, metrics, queue
+from . import api, cli, config, health, metrics, monitor, queue
 from .logs import configure_logging, init_request_ids
 
 
@@ -27,4 +27,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(cli.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(monitor.bp)
     return app

@@ -43,3 +43,57 @@ METRICS_FLUSH_INTERVAL = 1.0
 METRICS_WORKER_TTL = 15.0
 # Upper bounds (seconds) of the job duration histogram's buckets.
 METRICS_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+
+# -- Job history (what /monitor and GET /jobs/<id> show) ---------------------
+# Finished records are kept until they are older than MAX_AGE seconds or
+# beyond the newest MAX_COUNT of their status, whichever comes first. Each
+# new record removes up to two that are past a limit, so there is no sweeper
+# to run. Failures are kept longer: they are what you come back for.
+HISTORY_COMPLETED_MAX_AGE = 7 * 24 * 3600
+HISTORY_COMPLETED_MAX_COUNT = 100_000
+HISTORY_FAILED_MAX_AGE = 30 * 24 * 3600
+HISTORY_FAILED_MAX_COUNT = 100_000
+# Throughput counters per job name: per minute (the overview's chart) and
+# per hour (its per-job table), kept this many seconds.
+HISTORY_MINUTE_ROLLUPS_AGE = 2 * 24 * 3600
+HISTORY_HOUR_ROLLUPS_AGE = 30 * 24 * 3600
+# How much of a job's return value and of a traceback is stored (characters).
+HISTORY_RESULT_PREVIEW_CHARS = 2000
+HISTORY_TRACEBACK_CHARS = 10_000
+# A worker writes its heartbeat this often (seconds); one silent for
+# WORKER_DEAD_AFTER seconds shows as dead.
+HISTORY_HEARTBEAT_SECONDS = 5.0
+HISTORY_WORKER_DEAD_AFTER = 15.0
+# A job still running after this many seconds is shown as running. Shorter
+# jobs are written once, when they end: a start and an end in one write
+# instead of two, which is most of what history costs a busy worker.
+HISTORY_RUNNING_PUBLISH_DELAY = 0.25
+
+# -- /monitor ----------------------------------------------------------------
+# Credentials, from FLASK_MONITOR_USERNAME and FLASK_MONITOR_PASSWORD. With
+# none set the monitor refuses everyone (and says how to set them).
+MONITOR_USERNAME = None
+MONITOR_PASSWORD = None
+# Let anyone in when no credentials are set, but only while the app runs in
+# debug mode (flask run --debug): handy on a laptop, never in production.
+MONITOR_OPEN_IN_DEBUG = False
+# A login lasts this many hours.
+MONITOR_SESSION_HOURS = 8
+# Payload and result keys shown as "[redacted]": a key is hidden when it
+# contains one of these, ignoring case, "_" and "-" ("api_key", "X-Api-Key").
+MONITOR_REDACT_KEYS = [
+    "password", "passwd", "secret", "token", "apikey", "authorization",
+    "cookie", "session", "creditcard", "cardnumber", "cvv", "iban", "ssn", "privatekey",
+]  # fmt: skip
+# Live refresh: the default interval and the bounds any page request is held to.
+MONITOR_REFRESH_SECONDS = 5
+MONITOR_REFRESH_MIN = 1
+MONITOR_REFRESH_MAX = 60
+# Rows per list page (a page may ask for up to 200).
+MONITOR_PAGE_SIZE = 50
+# Searching failures by error text reads at most this many records per page.
+MONITOR_SEARCH_SCAN_LIMIT = 10_000
+# "Retry all matching" queues at most this many jobs per click.
+MONITOR_BULK_LIMIT = 1000
+# Browsers send the session cookie only to requests from this site's own pages.
+SESSION_COOKIE_SAMESITE = "Lax"
