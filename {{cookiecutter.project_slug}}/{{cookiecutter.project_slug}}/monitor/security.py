@@ -73,7 +73,7 @@ def prepare_secret_key(app: Flask) -> str | None:
 
 
 def access_mode() -> str:
-    """"login" when credentials are configured, "open" or "locked" otherwise."""
+    """Return "login" when credentials are configured, else "open" or "locked"."""
     config = current_app.config
     if config.get("MONITOR_USERNAME") and config.get("MONITOR_PASSWORD"):
         return "login"
