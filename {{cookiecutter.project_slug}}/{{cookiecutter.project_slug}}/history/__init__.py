@@ -354,10 +354,7 @@ class History:
         if record is None:
             return None
         events = model.parse_events(record.pop("events", None))
-        record["queue"] = self.huey.name
-        record.setdefault("attempt", 0)
-        for key in ("result", "error", "started_at", "finished_at", "worker", "duration"):
-            record.setdefault(key, None)
+        record = self._complete(record)
         if record["error"] is not None:
             failures = [e for e in events if e["kind"] == "failed"]
             if failures:
@@ -369,9 +366,18 @@ class History:
         record = self.store.get(job_id)
         if record is None:
             return None
+        record = self._complete(record)
         record["events"] = model.parse_events(record.get("events"))
         record["attempts"] = model.attempts(record["events"])
+        return record
+
+    def _complete(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Every field present, None when unknown: the same shape on both backends."""
         record["queue"] = self.huey.name
+        for key in model.RECORD_FIELDS:
+            record.setdefault(key, None)
+        record["attempt"] = record["attempt"] or 0
+        record["recovered"] = record["recovered"] or 0
         return record
 
     def counts(self, name: str | None = None) -> dict[str, int]:

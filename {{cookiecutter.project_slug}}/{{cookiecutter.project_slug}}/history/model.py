@@ -55,6 +55,28 @@ DURATION_BUCKETS_MS = (
     1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000,
 )  # fmt: skip
 
+# The fields of a job's record, as ``History.get`` returns them.
+RECORD_FIELDS = (
+    "id",
+    "name",
+    "queue",
+    "status",
+    "payload",
+    "result",
+    "error",
+    "enqueued_at",
+    "state_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "eta",
+    "attempt",
+    "worker",
+    "retry_of",
+    "retried_by",
+    "recovered",
+)
+
 # Name used in the rollups for "all jobs together".
 ALL_JOBS = "*"
 
