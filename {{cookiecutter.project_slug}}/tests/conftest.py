@@ -161,11 +161,18 @@ class Stack:
 
 @pytest.fixture
 def start_stack(tmp_path) -> Iterator:
-    """Start a web server and a worker on "sqlite" or on a Redis URL."""
+    """Start a web server and a worker on "sqlite" or on a Redis URL.
+
+    ``env`` adds environment variables (settings as ``FLASK_<NAME>``) for
+    both processes.
+    """
     stacks: list[Stack] = []
 
-    def start(redis_url: str | None = None, worker: bool = True) -> Stack:
+    def start(
+        redis_url: str | None = None, worker: bool = True, env: dict[str, str] | None = None
+    ) -> Stack:
         port = free_port()
+        extra = env or {}
         env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), FLASK_QUEUE_NAME=unique_queue_name())
         env["FLASK_SKIP_DOTENV"] = "1"  # no .flaskenv: no debug reloader in tests
         env.pop("REDIS_URL", None)
@@ -173,6 +180,7 @@ def start_stack(tmp_path) -> Iterator:
             env["REDIS_URL"] = redis_url
         else:
             env["FLASK_SQLITE_PATH"] = json.dumps(str(tmp_path / "queue.sqlite3"))
+        env.update(extra)
         logs = tmp_path / f"logs-{port}"
         logs.mkdir()
         stack = Stack(f"http://127.0.0.1:{port}", env, logs)

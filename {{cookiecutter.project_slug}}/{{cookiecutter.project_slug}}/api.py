@@ -1,7 +1,8 @@
 """The jobs HTTP API: dispatch a job, then follow it by id.
 
 ``POST /jobs/<name>`` answers 202 Accepted: the job is queued, not done.
-Its ``status_url`` (``GET /jobs/<id>``) tells when it is.
+Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
+again within its window answers 200 with the id of the job already there.
 """
 
 import json
@@ -12,7 +13,8 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import jobs
-from .queue import BACKEND_ERRORS, QueueUnavailable, enqueue
+from .queue import BACKEND_ERRORS, QueueUnavailable
+from .queue import dispatch as dispatch_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -47,7 +49,7 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
-        job_id = enqueue(name, payload)
+        dispatched = dispatch_job(name, payload)
     except ValidationError as exc:
         return error(
             422,
@@ -61,10 +63,20 @@ def dispatch(name: str) -> tuple[Response, int]:
         )
         response.headers["Retry-After"] = "5"
         return response, status
-    status_url = url_for("jobs.status", job_id=job_id, _external=True)
-    response = jsonify(id=job_id, name=name, status="queued", status_url=status_url)
+    status_url = url_for("jobs.status", job_id=dispatched.id, _external=True)
+    body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": status_url}
+    code = 202
+    if not dispatched.created:
+        # A unique job already dispatched within its window: that job.
+        try:
+            record = current_app.extensions["job_history"].get(dispatched.id) or {}
+        except BACKEND_ERRORS:
+            record = {}
+        body.update(status=record.get("status", "queued"), duplicate=True)
+        code = 200
+    response = jsonify(body)
     response.headers["Location"] = status_url
-    return response, 202
+    return response, code
 
 
 @bp.get("/<job_id>")
@@ -90,6 +102,7 @@ def describe(job: jobs.Job) -> dict[str, Any]:
         "fields": fields,
         "retries": job.retries,
         "timeout": job.timeout,
+        "unique_for": job.unique_for or None,
     }
 
 

@@ -25,6 +25,36 @@ REDIS_SOCKET_TIMEOUT = 5.0
 # Run jobs in the calling process instead of queueing them (tests only).
 QUEUE_IMMEDIATE = False
 
+# Modules to import jobs from besides the jobs package, as dotted names
+# (FLASK_JOB_MODULES='["billing.jobs"]'); web and worker must agree.
+JOB_MODULES: list[str] = []
+
+# Seconds a job may run before it is stopped and counted as a failed
+# attempt ("timed out"), for jobs that set no timeout of their own. Enforced
+# with process workers, the default of `python -m {{ cookiecutter.project_slug }}.worker`.
+JOB_TIMEOUT = 300
+
+# At-least-once delivery (leases.py). A worker renews its registration every
+# LEASE_HEARTBEAT seconds; one silent for LEASE_TIMEOUT seconds is dead, and
+# the next reaper pass (every REAPER_INTERVAL seconds, in some worker) puts
+# its jobs back on the queue as a failed attempt. Worst case from a worker's
+# death to its jobs being queued again: LEASE_TIMEOUT + REAPER_INTERVAL.
+LEASES_ENABLED = True
+LEASE_TIMEOUT = 30.0
+LEASE_HEARTBEAT = 5.0
+REAPER_INTERVAL = 10.0
+# A job whose worker died this many times is parked as failed rather than
+# queued again: it is probably what kills them (a poison pill).
+MAX_RECOVERIES = 3
+
+# Defaults of `python -m {{ cookiecutter.project_slug }}.worker` (its flags override them).
+# Process workers, so that job timeouts are enforced; SIGTERM and SIGINT
+# let running jobs finish for WORKER_SHUTDOWN_TIMEOUT seconds, then put
+# back on the queue what is still running.
+WORKER_TYPE = "process"
+WORKERS = 2
+WORKER_SHUTDOWN_TIMEOUT = 30.0
+
 # Largest request body accepted, in bytes; larger ones get 413.
 MAX_CONTENT_LENGTH = 64 * 1024
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import redis
 from flask import Flask, current_app
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey
 from huey.api import Task, TaskWrapper
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -75,7 +75,8 @@ def init_app(app: Flask) -> Huey:
     huey = create_huey(app.config, app.instance_path)
     history = History(huey, app.config)
     huey.signal()(history.on_signal)
-    wrappers = {job.name: _register(huey, app, job) for job in jobs.discover().values()}
+    found = jobs.discover(app.config["JOB_MODULES"])
+    wrappers = {job.name: _register(huey, app, job) for job in found.values()}
     manager = leases.install(huey, leases.LeaseSettings.from_config(app.config))
     if manager is not None:
         # Lease releases ride on the history's last write of each run.

@@ -1,14 +1,20 @@
-"""The worker's entry point: ``huey_consumer {{ cookiecutter.project_slug }}.worker.huey``.
+"""The worker's entry point::
+
+    python -m {{ cookiecutter.project_slug }}.worker
+
+runs Huey's consumer with the kit's defaults (see ``consumer.py``): process
+workers, so job timeouts are enforced; short polling, so a job queued in
+SQLite starts within a quarter of a second; and a graceful shutdown on both
+SIGTERM and SIGINT, which puts back on the queue the jobs that could not
+finish in time. It takes ``huey_consumer``'s flags (``--workers 4``, ...).
+
+Plain ``huey_consumer {{ cookiecutter.project_slug }}.worker.huey`` works too; give it the
+same behaviour with ``--worker-type process --workers 2 --delay 0.01
+--max-delay 0.25 --graceful-signal TERM --shutdown-timeout 30``.
 
 Importing this module builds the app once per process, which registers every
 job on ``huey``. Each job then runs in its own app context, so it can use
-``current_app``, the config and any extension. Recommended flags::
-
-    huey_consumer {{ cookiecutter.project_slug }}.worker.huey --worker-type process --workers 2 \\
-        --delay 0.01 --max-delay 0.25 --graceful-signal TERM --shutdown-timeout 30
-
-``--delay``/``--max-delay`` keep the SQLite queue's polling short, so a job
-starts within a quarter of a second (Redis wakes workers at once anyway).
+``current_app``, the config and any extension.
 """
 
 from . import create_app
@@ -20,3 +26,8 @@ huey = app.extensions["huey"]
 # Text logs: huey_consumer's lines keep its own handler; JSON: they go
 # through the app's JSON handler (see logs.configure_consumer_logging).
 configure_consumer_logging(app.config["LOG_FORMAT"])
+
+if __name__ == "__main__":
+    from .consumer import main
+
+    raise SystemExit(main(huey, app.config))

@@ -193,6 +193,12 @@ class History:
     def _failed(self, signal: str, task: Task, at: float, exc: BaseException | None) -> None:
         kind, final_status = FAILURES.get(signal, ("Error", model.FAILED))
         error = model.describe_error(exc, kind, self.settings.traceback_chars)
+        if signal == S.SIGNAL_INTERRUPTED and getattr(task, "kit_requeued", False):
+            # The worker stopped mid-job and put it back on the queue as it
+            # was (leases.py): not a failure, and it will run again.
+            ending = event("failed", at, error=error, message="back on the queue")
+            self._finish(signal, task, at, model.QUEUED, ending, {}, counter=None)
+            return
         # Huey retries while task.retries > 0 (a PermanentError sets it to 0);
         # an interrupted job is never retried by Huey itself.
         final = not task.retries or signal == S.SIGNAL_INTERRUPTED
@@ -305,6 +311,32 @@ class History:
             fields={"finished_at": at},
             events=[lost],
             counters={"failed": 1, "recovered": 1},
+        )
+        return self.store.apply([change])
+
+    def record_parked(self, task_or_id: Task | str, reason: str) -> bool:
+        """Record that a job's worker died and the job is parked as failed.
+
+        For the lease reaper, when the job has no retries left or was lost
+        too often (a poison pill). Like :meth:`record_recovered`, but final.
+        """
+        job_id = getattr(task_or_id, "id", task_or_id)
+        record = self.store.get(job_id)
+        if record is None:
+            return False
+        at = model.now()
+        error = {"type": "WorkerLost", "message": reason}
+        lost = event("worker_lost", at, message=reason, worker=record.get("worker"))
+        change = Change(
+            job_id,
+            record["name"],
+            at,
+            status=model.FAILED,
+            only_from=(model.RUNNING, model.QUEUED),
+            new_attempt="if_queued",
+            fields={"finished_at": at, "error": model.to_json(error)},
+            events=[lost],
+            counters={"failed": 1},
         )
         return self.store.apply([change])
 

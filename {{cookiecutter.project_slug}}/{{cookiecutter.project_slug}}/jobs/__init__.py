@@ -11,15 +11,21 @@ tied together by the :func:`job` decorator::
 worker and the monitor all see a new job without any other edit.
 """
 
+import hashlib
 import importlib
+import json
 import pkgutil
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema
 
 JobFunction = Callable[[dict], Any]
+# What makes two dispatches "the same job": payload field names, or a
+# function of the validated payload returning any JSON-able value.
+UniqueKey = Sequence[str] | Callable[[dict], Any]
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class Job:
     retries: int = 0
     retry_delay: float = 0
     timeout: float | None = None
+    retry_backoff: float = 2.0
+    retry_jitter: float = 0.5
+    retry_max_delay: float = 3600.0
+    unique_key: UniqueKey | None = None
+    unique_for: float = 0
 
     @property
     def module(self) -> str:
@@ -48,6 +59,29 @@ class Job:
     def dump(self, data: dict) -> dict:
         """Turn validated data back into plain JSON for the queue."""
         return self.schema().dump(data)
+
+    def next_retry_delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before the try after failed attempt ``attempt`` (1-based).
+
+        Exponential backoff, ``retry_delay * retry_backoff ** (attempt - 1)``
+        capped at ``retry_max_delay``, with jitter: a random part of up to
+        ``retry_jitter`` of it is taken off (0.5: "equal jitter"), so jobs that
+        failed together do not all come back at the same moment.
+        """
+        delay = min(self.retry_max_delay, self.retry_delay * self.retry_backoff ** (attempt - 1))
+        return delay * (1 - self.retry_jitter * rand())
+
+    def unique_hash(self, data: dict) -> str | None:
+        """The uniqueness key of a (dumped) payload, hashed; None if not unique."""
+        if not self.unique_for or self.unique_key is None:
+            return None
+        if callable(self.unique_key):
+            value = self.unique_key(data)
+        else:
+            fields = [self.unique_key] if isinstance(self.unique_key, str) else self.unique_key
+            value = [data.get(field) for field in fields]
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class PermanentError(Exception):
@@ -68,13 +102,37 @@ def job(
     retries: int = 0,
     retry_delay: float = 0,
     timeout: float | None = None,
+    retry_backoff: float = 2.0,
+    retry_jitter: float = 0.5,
+    retry_max_delay: float = 3600.0,
+    unique_key: UniqueKey | None = None,
+    unique_for: float = 0,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as the job called ``name``.
 
     The function receives the payload already validated by ``schema``.
-    ``retries`` and ``retry_delay`` (seconds) control what happens when it
-    raises; ``timeout`` (seconds) stops it when the worker runs processes.
+
+    Retries: a job that raises runs again up to ``retries`` more times (so at
+    most ``retries + 1`` attempts), waiting ``retry_delay`` seconds before
+    the first retry, then ``retry_backoff`` times longer before each next
+    one, up to ``retry_max_delay``, minus a random ``retry_jitter`` share.
+    Raise :class:`PermanentError` for a failure no retry can fix.
+
+    ``timeout`` (seconds) stops a run that takes longer, counted as a failed
+    attempt; None means the app's ``JOB_TIMEOUT``, 0 means no limit. It is
+    enforced with process workers (the kit's default), not with threads.
+
+    Unique jobs: with ``unique_for`` (seconds) and ``unique_key`` (payload
+    field names, or a function of the payload), a dispatch whose key matches
+    a job dispatched less than ``unique_for`` seconds earlier queues nothing
+    and returns that job's id.
     """
+    if retries < 0 or retry_delay < 0 or retry_max_delay < 0:
+        raise ValueError(f"job {name!r}: retries and retry delays cannot be negative")
+    if retry_backoff < 1 or not 0 <= retry_jitter <= 1:
+        raise ValueError(f"job {name!r}: retry_backoff must be >= 1 and retry_jitter in [0, 1]")
+    if (unique_for > 0) != (unique_key is not None):
+        raise ValueError(f"job {name!r}: unique_key and unique_for go together")
 
     def register(func: JobFunction) -> JobFunction:
         existing = _registry.get(name)
@@ -83,20 +141,36 @@ def job(
                 f"job name {name!r} is used by both {existing.module} "
                 f"and {func.__module__}; job names must be unique"
             )
-        _registry[name] = Job(name, schema, func, retries, retry_delay, timeout)
+        _registry[name] = Job(
+            name,
+            schema,
+            func,
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            retry_backoff=retry_backoff,
+            retry_jitter=retry_jitter,
+            retry_max_delay=retry_max_delay,
+            unique_key=unique_key,
+            unique_for=unique_for,
+        )
         return func
 
     return register
 
 
-def discover() -> dict[str, Job]:
+def discover(extra_modules: Sequence[str] = ()) -> dict[str, Job]:
     """Import every module of this package and return the registered jobs.
 
-    The app factory calls this once; importing a module twice is a no-op.
+    ``extra_modules`` (the ``JOB_MODULES`` setting) names more modules to
+    import, for jobs kept elsewhere. The app factory calls this once;
+    importing a module twice is a no-op.
     """
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
+    for name in extra_modules:
+        importlib.import_module(name)
     return all_jobs()
 
 
