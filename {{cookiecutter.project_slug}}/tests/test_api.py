@@ -91,7 +91,7 @@ def test_an_unknown_job_is_a_404_listing_the_known_jobs(queue_app, queue_client)
     response = queue_client.post("/jobs/noSuchJob", json=PESSOA)
 
     assert response.status_code == 404
-    assert response.get_json()["jobs"] == ["jobModelo"]
+    assert response.get_json()["jobs"] == ["importarPessoas", "jobModelo", "relatorioFila"]
     assert pending(queue_app) == 0
 
 
@@ -121,10 +121,17 @@ def test_wrong_methods_get_a_json_405(client):
 
 
 def test_the_job_list_describes_each_payload(client):
-    (job,) = client.get("/jobs").get_json()["jobs"]
+    found = {job["name"]: job for job in client.get("/jobs").get_json()["jobs"]}
 
-    assert job["name"] == "jobModelo"
-    assert job["fields"]["idade"] == {"type": "Integer", "required": True}
+    assert sorted(found) == ["importarPessoas", "jobModelo", "relatorioFila"]
+    assert found["jobModelo"]["fields"]["idade"] == {"type": "Integer", "required": True}
+    assert found["jobModelo"]["schedule"] is None
+    assert found["importarPessoas"]["fields"]["pessoas"] == {"type": "List", "required": True}
+    assert found["relatorioFila"]["fields"] == {}
+    assert found["relatorioFila"]["schedule"] == {
+        "cron": "*/5 * * * *",
+        "description": "every 5 minutes",
+    }
 
 
 @pytest.fixture

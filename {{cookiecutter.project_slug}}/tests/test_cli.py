@@ -46,4 +46,4 @@ def test_enqueue_rejects_an_unknown_job(queue_app):
     result = queue_app.test_cli_runner().invoke(args=["jobs", "enqueue", "nope", "{}"])
 
     assert result.exit_code != 0
-    assert "known: jobModelo" in result.output
+    assert "known: importarPessoas, jobModelo, relatorioFila" in result.output

@@ -83,6 +83,9 @@ def dispatch(name: str) -> tuple[Response, int]:
 def status(job_id: str) -> Response | tuple[Response, int]:
     try:
         record = current_app.extensions["job_history"].get(job_id)
+        if record is not None:
+            # What the job last reported (see progress.py), or None.
+            record["progress"] = current_app.extensions["job_controls"].progress(job_id)
     except BACKEND_ERRORS:
         return error(503, "queue_unavailable", "the job store is unreachable, try again")
     if record is None:
@@ -103,6 +106,18 @@ def describe(job: jobs.Job) -> dict[str, Any]:
         "retries": job.retries,
         "timeout": job.timeout,
         "unique_for": job.unique_for or None,
+        "schedule": describe_schedule(job.schedule),
+    }
+
+
+def describe_schedule(schedule: Any) -> dict[str, Any] | None:
+    """A periodic job's schedule as a crontab line and in words (UTC)."""
+    if schedule is None:
+        return None
+    describe = getattr(schedule, "describe", None)
+    return {
+        "cron": getattr(schedule, "expression", None),
+        "description": describe() if describe else "a custom schedule",
     }
 
 

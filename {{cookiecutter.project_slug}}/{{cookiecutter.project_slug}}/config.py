@@ -99,6 +99,21 @@ HISTORY_WORKER_DEAD_AFTER = 15.0
 # instead of two, which is most of what history costs a busy worker.
 HISTORY_RUNNING_PUBLISH_DELAY = 0.25
 
+# -- Job controls: progress, logs, cancel, pause, audit (controls/) ----------
+# Running jobs' progress and log lines are written (and cancel requests read)
+# at most this often, in seconds: one round trip per worker process.
+JOB_PROGRESS_INTERVAL = 0.5
+# A job's log lines are kept with its record (same retention): the newest
+# ones within both limits. Records below JOB_LOGS_LEVEL are not kept.
+JOB_LOGS_MAX_LINES = 500
+JOB_LOGS_MAX_BYTES = 64 * 1024
+JOB_LOGS_LEVEL = "INFO"
+# Workers look up what is paused at most this often (seconds): a pause or a
+# resume takes effect within about this long.
+PAUSE_CHECK_INTERVAL = 1.0
+# Operator actions kept in the audit log (the oldest go first).
+AUDIT_MAX_ENTRIES = 10_000
+
 # -- /monitor ----------------------------------------------------------------
 # Credentials, from FLASK_MONITOR_USERNAME and FLASK_MONITOR_PASSWORD. With
 # none set the monitor refuses everyone (and says how to set them).

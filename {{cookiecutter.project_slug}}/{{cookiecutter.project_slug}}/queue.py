@@ -23,8 +23,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import jobs, leases, unique
+from .controls import Controls, register_periodic
 from .history import History
 from .logs import current_request_id, job_log_context
+from .progress import job_scope
 from .serializer import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,8 @@ def init_app(app: Flask) -> Huey:
         history.write_hooks.append(manager.write_hook)
         manager.on_recovery(lambda recovery: _record_recovery(history, recovery))
     app.extensions["job_leases"] = manager
+    # Progress, per-job logs, cancel, pause and periodic runs (see controls/).
+    app.extensions["job_controls"] = Controls(huey, history, app.config).install()
     app.extensions["job_claims"] = unique.open_claims(huey)
     app.extensions["huey"] = huey
     app.extensions["job_tasks"] = wrappers
@@ -103,7 +107,7 @@ def _register(huey: Huey, app: Flask, job: jobs.Job) -> TaskWrapper:
         context = job_log_context(job.name, task.id, attempt, meta.get("request_id"))
         # A fresh app context per run: sharing one between worker threads
         # breaks Flask's context variables.
-        with app.app_context(), context:
+        with app.app_context(), context, job_scope(task, attempt):
             try:
                 result = job.func(job.load(payload))
             except jobs.PermanentError:
@@ -121,6 +125,8 @@ def _register(huey: Huey, app: Flask, job: jobs.Job) -> TaskWrapper:
             task.job_result = result
             return result
 
+    if job.schedule is not None:
+        return register_periodic(huey, job, run, timeout or None)
     run.__module__ = job.module
     run.__qualname__ = run.__name__ = job.name
     return huey.task(

@@ -199,6 +199,16 @@ class History:
             ending = event("failed", at, error=error, message="back on the queue")
             self._finish(signal, task, at, model.QUEUED, ending, {}, counter=None)
             return
+        if signal == S.SIGNAL_CANCELED and not task.retries:
+            # Stopped on purpose, not a failure: an operator's cancel
+            # (progress.JobCancelled) says who asked.
+            request = getattr(task, "cancelled_by", None) or {}
+            user = request.get("user")
+            message = f"cancelled by {user}" if user else error["message"]
+            ending = event("cancelled", at, message=message, by=user, asked_at=request.get("at"))
+            short = model.to_json({"type": "Cancelled", "message": message})
+            self._finish(signal, task, at, model.CANCELLED, ending, {"error": short}, counter=None)
+            return
         # Huey retries while task.retries > 0 (a PermanentError sets it to 0);
         # an interrupted job is never retried by Huey itself.
         final = not task.retries or signal == S.SIGNAL_INTERRUPTED

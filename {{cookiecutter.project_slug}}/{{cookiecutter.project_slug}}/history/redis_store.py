@@ -12,6 +12,8 @@ Keys, all under ``huey.history.<queue name>``:
   (``jobModelo|d6``). ``*`` stands for all jobs.
 * ``:workers`` (sorted set, by last heartbeat) and ``:worker:<id>`` (the
   heartbeat as JSON, with a TTL).
+* ``:job:<id>:x`` (hash): the job's progress and captured logs, written by
+  ``controls``; deleted with the record, so it follows the same retention.
 
 Why a script rather than MULTI: moving a job between indexes needs its
 current status, and retention needs to read which records to drop. A script
@@ -81,7 +83,7 @@ local function prune(status, cutoff, max_count, limit)
   end
   for _, id in ipairs(victims) do
     local name = redis.call('HGET', job_key(id), 'name')
-    redis.call('DEL', job_key(id))
+    redis.call('DEL', job_key(id), job_key(id) .. ':x')
     redis.call('ZREM', idx, id)
     if name then redis.call('ZREM', index_key(status, name), id) end
   end
@@ -112,7 +114,7 @@ for i, c in ipairs(changes) do
   if not old and c.status == '' and not c.delete then
     -- no record to attach this change to: write nothing
   elseif c.delete then
-    redis.call('DEL', key)
+    redis.call('DEL', key, key .. ':x')
     if old then
       redis.call('ZREM', index_key(old), c.id)
       redis.call('ZREM', index_key(old, name), c.id)

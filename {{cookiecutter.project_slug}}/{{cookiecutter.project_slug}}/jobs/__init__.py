@@ -11,6 +11,8 @@ tied together by the :func:`job` decorator::
 worker and the monitor all see a new job without any other edit.
 """
 
+import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema
+
+from ..schedules import cron
 
 JobFunction = Callable[[dict], Any]
 # What makes two dispatches "the same job": payload field names, or a
@@ -43,6 +47,8 @@ class Job:
     retry_max_delay: float = 3600.0
     unique_key: UniqueKey | None = None
     unique_for: float = 0
+    # Periodic jobs only: when Huey's scheduler runs it (see periodic_job).
+    schedule: Any = None
 
     @property
     def module(self) -> str:
@@ -154,6 +160,44 @@ def job(
             unique_key=unique_key,
             unique_for=unique_for,
         )
+        return func
+
+    return register
+
+
+class NoPayload(Schema):
+    """The payload of a periodic job: nothing (an empty JSON object)."""
+
+
+def periodic_job(
+    name: str,
+    schedule: Any,
+    *,
+    retries: int = 0,
+    retry_delay: float = 0,
+    timeout: float | None = None,
+) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Register the decorated function as a job that runs on a schedule::
+
+        @periodic_job("relatorioFila", cron("*/5 * * * *"))
+        def relatorio_fila() -> dict: ...
+
+    ``schedule`` is a :func:`~..schedules.cron` schedule (a crontab line also
+    works), in UTC. The function takes no arguments. Huey's scheduler runs
+    it; the monitor lists it with its next run and can run it at once. Run
+    only one scheduler per queue (start other workers with ``--no-periodic``),
+    or each would queue every run.
+    """
+    if isinstance(schedule, str):
+        schedule = cron(schedule)
+
+    def register(func: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(func)
+        def call(_payload: dict) -> Any:
+            return func()
+
+        job(name, schema=NoPayload, retries=retries, retry_delay=retry_delay, timeout=timeout)(call)
+        _registry[name] = dataclasses.replace(_registry[name], schedule=schedule)
         return func
 
     return register

@@ -1,0 +1,285 @@
+"""Job controls on SQLite: tables in the queue's own database file.
+
+Every write is one transaction on Huey's connection, like the job history's
+(so moving a message between Huey's ``task`` table and ``kit_held`` is
+atomic). Tables, keyed by queue name:
+
+* ``kit_job_extra``: a job's progress and captured logs. A trigger deletes
+  the row with the job's history record, so it follows the same retention.
+* ``kit_cancel``: cancel requests.
+* ``kit_pause``: what is paused ("queue", or "job:<name>") and why.
+* ``kit_held``: queued messages of a paused job name, kept until it resumes.
+* ``kit_periodic``: the last run of each periodic job.
+* ``kit_audit``: operator actions, newest kept up to a cap.
+"""
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from .model import Flush, LogLimits, trim_logs
+
+SCHEMA = (
+    """create table if not exists kit_job_extra (
+        queue text not null, id text not null, progress text, progress_at real,
+        logs text not null default '', logs_lines integer not null default 0,
+        logs_cut integer not null default 0, primary key (queue, id))""",
+    """create trigger if not exists kit_job_extra_follows_history
+        after delete on history_job begin
+            delete from kit_job_extra where queue = old.queue and id = old.id;
+        end""",
+    """create table if not exists kit_cancel (
+        queue text not null, id text not null, data text not null,
+        primary key (queue, id))""",
+    """create table if not exists kit_pause (
+        queue text not null, target text not null, data text not null,
+        primary key (queue, target))""",
+    """create table if not exists kit_held (
+        id integer not null primary key, queue text not null, name text not null,
+        data blob not null, priority real not null default 0)""",
+    "create index if not exists kit_held_name on kit_held (queue, name, id)",
+    """create table if not exists kit_periodic (
+        queue text not null, name text not null, data text not null,
+        primary key (queue, name))""",
+    """create table if not exists kit_audit (
+        id integer not null primary key autoincrement, queue text not null,
+        data text not null)""",
+    "create index if not exists kit_audit_queue on kit_audit (queue, id)",
+)
+
+Database = Callable[..., contextlib.AbstractContextManager[sqlite3.Cursor]]
+
+
+class SqliteControlStore:
+    backend = "sqlite"
+
+    def __init__(self, db: Database, queue: str, limits: LogLimits, has_queue_table: bool):
+        self.db = db
+        self.queue = queue
+        self.limits = limits
+        # False in immediate mode: Huey's queue is in memory, not in SQLite.
+        self.has_queue_table = has_queue_table
+        with self.db(commit=True) as cur:
+            for statement in SCHEMA:
+                cur.execute(statement)
+
+    # -- progress, logs and cancel flags --------------------------------------
+
+    def flush(self, items: list[Flush]) -> dict[str, dict | None]:
+        """Write several jobs' progress and logs in one transaction.
+
+        Returns each job's cancel request (None if there is none).
+        """
+        if not items:
+            return {}
+        with self.db(commit=any(item.progress or item.lines for item in items)) as cur:
+            for item in items:
+                if item.progress or item.lines:
+                    self._write(cur, item)
+            return {item.job_id: self._cancel_request(cur, item.job_id) for item in items}
+
+    def add_final(self, cur: sqlite3.Cursor, item: Flush, clear_cancel: bool) -> None:
+        """Write a job's last progress and log lines inside another transaction."""
+        if item.progress or item.lines:
+            self._write(cur, item)
+        if clear_cancel:
+            cur.execute(
+                "delete from kit_cancel where queue = ? and id = ?", (self.queue, item.job_id)
+            )
+
+    def _write(self, cur: sqlite3.Cursor, item: Flush) -> None:
+        key = (self.queue, item.job_id)
+        cur.execute(
+            "insert into kit_job_extra (queue, id) select ?, ? where exists "
+            "(select 1 from history_job where queue = ? and id = ?) "
+            "on conflict (queue, id) do nothing",
+            (*key, *key),
+        )
+        cur.execute("select logs, logs_lines from kit_job_extra where queue = ? and id = ?", key)
+        row = cur.fetchone()
+        if row is None:
+            return  # no history record: nothing to attach to
+        if item.progress:
+            # Only if newer: the flusher and the final write may land in any order.
+            cur.execute(
+                "update kit_job_extra set progress = ?, progress_at = ? where queue = ? "
+                "and id = ? and (progress_at is null or progress_at <= ?)",
+                (json.dumps(item.progress), item.progress["at"], *key, item.progress["at"]),
+            )
+        if item.lines:
+            text = row[0] + "".join(line + "\n" for line in item.lines)
+            text, kept, cut = trim_logs(text, row[1] + len(item.lines), self.limits)
+            cur.execute(
+                "update kit_job_extra set logs = ?, logs_lines = ?, logs_cut = logs_cut + ? "
+                "where queue = ? and id = ?",
+                (text, kept, cut + item.cut, *key),
+            )
+
+    def _cancel_request(self, cur: sqlite3.Cursor, job_id: str) -> dict | None:
+        cur.execute("select data from kit_cancel where queue = ? and id = ?", (self.queue, job_id))
+        row = cur.fetchone()
+        return json.loads(row[0]) if row else None
+
+    def extras(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found = {job_id: {"progress": None, "log_lines": 0, "logs_cut": 0} for job_id in job_ids}
+        if not job_ids:
+            return found
+        marks = ",".join("?" * len(job_ids))
+        with self.db() as cur:
+            cur.execute(
+                "select id, progress, logs_lines, logs_cut from kit_job_extra "
+                f"where queue = ? and id in ({marks})",
+                (self.queue, *job_ids),
+            )
+            for job_id, progress, lines, cut in cur.fetchall():
+                found[job_id] = {
+                    "progress": json.loads(progress) if progress else None,
+                    "log_lines": lines,
+                    "logs_cut": cut,
+                }
+        return found
+
+    def logs(self, job_id: str) -> tuple[list[str], int]:
+        with self.db() as cur:
+            cur.execute(
+                "select logs, logs_cut from kit_job_extra where queue = ? and id = ?",
+                (self.queue, job_id),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return [], 0
+        return row[0].splitlines(), row[1]
+
+    def request_cancel(self, job_id: str, request: dict[str, Any], ttl: int) -> None:
+        # No TTL here: the job's final write deletes the request.
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "insert into kit_cancel (queue, id, data) values (?, ?, ?) "
+                "on conflict (queue, id) do update set data = excluded.data",
+                (self.queue, job_id, json.dumps(request)),
+            )
+
+    def cancel_request(self, job_id: str) -> dict | None:
+        with self.db() as cur:
+            return self._cancel_request(cur, job_id)
+
+    # -- pause and resume -----------------------------------------------------
+
+    def pauses(self) -> dict[str, dict[str, Any]]:
+        with self.db() as cur:
+            cur.execute("select target, data from kit_pause where queue = ?", (self.queue,))
+            return {target: json.loads(data) for target, data in cur.fetchall()}
+
+    def pause(self, target: str, info: dict[str, Any]) -> bool:
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "insert into kit_pause (queue, target, data) values (?, ?, ?) "
+                "on conflict (queue, target) do nothing",
+                (self.queue, target, json.dumps(info)),
+            )
+            return cur.rowcount == 1
+
+    def resume(self, target: str, name: str | None) -> tuple[bool, int]:
+        """Lift a pause; a job name's held messages go back to the queue.
+
+        They are queued behind what is queued now (SQLite gives them new
+        row ids); on Redis they go back to the head of the queue.
+        """
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "delete from kit_pause where queue = ? and target = ?", (self.queue, target)
+            )
+            existed = cur.rowcount == 1
+            moved = 0
+            if name is not None and self.has_queue_table:
+                cur.execute(
+                    "insert into task (queue, data, priority) select queue, data, priority "
+                    "from kit_held where queue = ? and name = ? order by id",
+                    (self.queue, name),
+                )
+                moved = cur.rowcount
+                cur.execute("delete from kit_held where queue = ? and name = ?", (self.queue, name))
+        return existed, moved
+
+    def hold(self, target: str, name: str, message: bytes, priority: float) -> bool:
+        """Keep a message aside while ``target`` is paused; False: it was queued again."""
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "select 1 from kit_pause where queue = ? and target = ?", (self.queue, target)
+            )
+            if cur.fetchone() is not None:
+                cur.execute(
+                    "insert into kit_held (queue, name, data, priority) values (?, ?, ?, ?)",
+                    (self.queue, name, message, priority),
+                )
+                return True
+            cur.execute(
+                "insert into task (queue, data, priority) values (?, ?, ?)",
+                (self.queue, message, priority),
+            )
+            return False
+
+    def held_counts(self, names: list[str]) -> dict[str, int]:
+        with self.db() as cur:
+            cur.execute(
+                "select name, count(*) from kit_held where queue = ? group by name", (self.queue,)
+            )
+            return {name: n for name, n in cur.fetchall() if name in names}
+
+    # -- periodic jobs ---------------------------------------------------------
+
+    def set_last_run(self, name: str, run: dict[str, Any]) -> None:
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "insert into kit_periodic (queue, name, data) values (?, ?, ?) "
+                "on conflict (queue, name) do update set data = excluded.data",
+                (self.queue, name, json.dumps(run)),
+            )
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        with self.db() as cur:
+            cur.execute("select name, data from kit_periodic where queue = ?", (self.queue,))
+            return {name: json.loads(data) for name, data in cur.fetchall()}
+
+    # -- audit log -------------------------------------------------------------
+
+    def audit_add(self, entry: dict[str, Any], keep: int) -> None:
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "insert into kit_audit (queue, data) values (?, ?)",
+                (self.queue, json.dumps(entry)),
+            )
+            # Ids only grow, so the newest `keep` are those above this one.
+            cur.execute(
+                "delete from kit_audit where queue = ? and id <= ?",
+                (self.queue, cur.lastrowid - keep),
+            )
+
+    def audit_page(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
+        """Newest first; the cursor is the id of the last entry shown."""
+        before = int(cursor) if cursor and cursor.isdigit() else None
+        with self.db() as cur:
+            sql = "select id, data from kit_audit where queue = ?"
+            params: list[Any] = [self.queue]
+            if before is not None:
+                sql += " and id < ?"
+                params.append(before)
+            cur.execute(sql + " order by id desc limit ?", (*params, limit + 1))
+            rows = cur.fetchall()
+            cur.execute("select count(*) from kit_audit where queue = ?", (self.queue,))
+            total = cur.fetchone()[0]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = str(rows[-1][0]) if more else None
+        return [json.loads(data) for _, data in rows], next_cursor, total
+
+    def clear(self) -> None:
+        with self.db(commit=True) as cur:
+            for table in ("kit_job_extra", "kit_cancel", "kit_pause", "kit_held"):
+                cur.execute(f"delete from {table} where queue = ?", (self.queue,))
+            for table in ("kit_periodic", "kit_audit"):
+                cur.execute(f"delete from {table} where queue = ?", (self.queue,))
