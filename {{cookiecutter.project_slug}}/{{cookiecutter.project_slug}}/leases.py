@@ -892,6 +892,23 @@ class LeasingHuey:
             if self.lease_manager is not None:
                 self.lease_manager.finish(task)
 
+    def read_schedule(self, timestamp: Any = None) -> list[Task]:
+        """The consumer's scheduler, once a second: quiet while Redis is down.
+
+        Huey would log a traceback every second of an outage; this logs its
+        start and its end.
+        """
+        manager = self.lease_manager
+        if manager is None:
+            return super().read_schedule(timestamp)  # type: ignore[misc]
+        try:
+            due = super().read_schedule(timestamp)  # type: ignore[misc]
+        except manager.backend.errors as exc:
+            manager.outage.failed(exc)
+            return []
+        manager.outage.ok()
+        return due
+
 
 class LeasingRedisHuey(LeasingHuey, RedisHuey):
     pass

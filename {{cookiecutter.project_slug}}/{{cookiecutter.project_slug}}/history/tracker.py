@@ -59,6 +59,7 @@ class Tracker:
         self._thread: threading.Thread | None = None
         self._started_at = model.now()
         self._last_beat = 0.0
+        self._failing = False
 
     # -- Huey worker hooks ------------------------------------------------
 
@@ -126,7 +127,14 @@ class Tracker:
         try:
             self.tick(model.now())
         except Exception:  # a store outage must not kill the thread
-            log.exception("could not publish running jobs and heartbeat")
+            if not self._failing:
+                # Once per outage, not four times a second.
+                log.exception("could not publish running jobs and heartbeat; will retry")
+            self._failing = True
+        else:
+            if self._failing:
+                log.warning("running jobs and heartbeat are published again")
+            self._failing = False
 
     def tick(self, at: float) -> None:
         """Publish jobs running longer than the delay; beat when due."""
