@@ -279,6 +279,7 @@ def browser() -> Iterator:
     service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(exist_ok=True)  # screenshots go there (git ignores it)
     try:
         yield driver
     finally:
@@ -355,7 +356,6 @@ def test_an_operator_sees_a_failure_retries_it_and_watches_it_complete(
 
 
 def test_the_overview_follows_jobs_live_and_can_be_paused(browser, stack, tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
     log_in(browser, stack)
     for _ in range(3):
         stack.dispatch("printReportJob", {"jam_file": str(tmp_path / "none")})
