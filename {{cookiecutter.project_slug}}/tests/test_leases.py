@@ -1,0 +1,236 @@
+"""Leases, the reaper and retry backoff, in-process, on SQLite and on Redis.
+
+A "worker" here is a lease manager: the app's own, and a second one standing
+in for another process. Killing a worker is making its registration lapse.
+"""
+
+import time
+
+import pytest
+from support import pending, unique_queue_name
+
+from {{ cookiecutter.project_slug }} import create_app, jobs
+from {{ cookiecutter.project_slug }}.jobs.job_modelo import Pessoa
+from {{ cookiecutter.project_slug }}.leases import Lease, LeaseManager, LeaseSettings
+from {{ cookiecutter.project_slug }}.queue import enqueue
+
+PESSOA = {"nome": "Ana", "idade": 30}
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def app(request, tmp_path):
+    config = {"TESTING": True, "QUEUE_NAME": unique_queue_name(), "MAX_RECOVERIES": 2}
+    if request.param == "redis":
+        config["REDIS_URL"] = request.getfixturevalue("redis_url")
+    else:
+        config.update(REDIS_URL=None, SQLITE_PATH=str(tmp_path / "queue.sqlite3"))
+    return create_app(config)
+
+
+@pytest.fixture
+def manager(app) -> LeaseManager:
+    return app.extensions["job_leases"]
+
+
+def another_worker(manager: LeaseManager) -> LeaseManager:
+    """A second worker process on the same queue (with its own id)."""
+    other = LeaseManager(manager.huey, manager.backend, manager.settings)
+    other.listeners = manager.listeners
+    return other
+
+
+def die(manager: LeaseManager) -> None:
+    """What a SIGKILL looks like from outside: the registration lapses."""
+    manager.backend.register(manager.worker, time.time() - 1)
+
+
+def queued_job(app, payload=PESSOA, name="jobModelo") -> str:
+    with app.app_context():
+        return enqueue(name, payload)
+
+
+def record(app, job_id):
+    return app.extensions["job_history"].detail(job_id)
+
+
+def test_taking_a_job_leases_it_in_the_same_step(app, manager):
+    job_id = queued_job(app)
+
+    task = manager.take()
+
+    assert task.id == job_id
+    assert pending(app) == 0
+    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [task.kit_lease.raw]
+
+
+def test_finishing_a_run_releases_its_lease(app, manager):
+    queued_job(app)
+    task = manager.take()
+
+    manager.finish(task)
+
+    assert manager.backend.own(manager.worker) == []
+    manager.finish(task)  # twice is harmless
+
+
+def test_the_history_write_carries_the_release(app, manager):
+    queued_job(app)
+    task = manager.take()
+
+    app.extensions["huey"].execute(task)  # complete: the history writes once
+
+    assert manager.backend.own(manager.worker) == []
+    assert record(app, task.id)["status"] == "complete"
+
+
+def test_the_reaper_requeues_the_job_of_a_dead_worker_as_a_failed_attempt(app, manager):
+    job_id = queued_job(app)
+    task = manager.take()
+    die(manager)
+
+    done = another_worker(manager).reap()
+
+    assert [(r.job_id, r.requeued, r.recoveries) for r in done] == [(job_id, True, 1)]
+    assert pending(app) == 1
+    again = app.extensions["huey"].dequeue()  # the message, one retry fewer
+    assert (again.id, again.retries) == (job_id, task.retries - 1)
+    history = record(app, job_id)
+    assert history["status"] == "queued"
+    assert history["recovered"] == 1
+    assert [e["kind"] for e in history["events"]][-1] == "worker_lost"
+
+
+def test_a_live_worker_keeps_its_leases(app, manager):
+    queued_job(app)
+    manager.take()
+    manager.beat()
+
+    assert another_worker(manager).reap() == []
+    assert pending(app) == 0
+
+
+def test_a_dead_worker_with_no_retries_left_is_parked_as_failed(app, manager):
+    @jobs.job("testNoRetries", schema=Pessoa)
+    def no_retries(data):
+        return data
+
+    try:
+        app = create_app(dict(app.config))
+        manager = app.extensions["job_leases"]
+        job_id = queued_job(app, name="testNoRetries")
+        manager.take()
+        die(manager)
+
+        [recovery] = another_worker(manager).reap()
+    finally:
+        del jobs._registry["testNoRetries"]
+
+    assert not recovery.requeued
+    assert pending(app) == 0
+    history = record(app, job_id)
+    assert history["status"] == "failed"
+    assert "no retries are left" in history["events"][-1]["message"]
+
+
+def test_a_job_lost_too_often_is_parked_as_a_poison_pill(app, manager):
+    job_id = queued_job(app)  # jobModelo: three retries; MAX_RECOVERIES is 2
+    outcomes = []
+    for _ in range(3):
+        worker = another_worker(manager)
+        worker.take()
+        die(worker)
+        outcomes += [(r.requeued, r.recoveries) for r in another_worker(manager).reap()]
+
+    assert outcomes == [(True, 1), (True, 2), (False, 3)]
+    assert pending(app) == 0
+    history = record(app, job_id)
+    assert history["status"] == "failed"
+    assert "poison pill" in history["events"][-1]["message"]
+
+
+def test_an_interrupted_job_goes_back_on_the_queue_unchanged(app, manager):
+    job_id = queued_job(app)
+    task = manager.take()
+
+    assert manager.requeue(task)
+
+    assert not manager.requeue(task)  # once
+    assert manager.backend.own(manager.worker) == []
+    again = app.extensions["huey"].dequeue()
+    assert (again.id, again.retries) == (job_id, task.retries)
+
+
+def test_a_lease_left_by_a_failed_release_is_dropped_by_the_heartbeat(app, manager):
+    queued_job(app)
+    task = manager.take()
+    manager._untrack(task.kit_lease)  # the run ended, but its release never reached the store
+
+    manager.beat()
+    assert len(manager.backend.own(manager.worker)) == 1  # one look: maybe just taken
+    manager.beat()
+    assert manager.backend.own(manager.worker) == []
+
+
+def test_the_job_being_run_is_never_dropped_by_the_heartbeat(app, manager):
+    queued_job(app)
+    manager.take()
+
+    for _ in range(3):
+        manager.beat()
+
+    assert len(manager.backend.own(manager.worker)) == 1
+
+
+def test_one_reaper_at_a_time_on_redis(app, manager):
+    if app.extensions["job_history"].backend != "redis":
+        pytest.skip("SQLite reapers take turns through its write lock")
+    queued_job(app)
+    manager.take()
+    die(manager)
+    assert manager.backend.lock("someone-else", 10)
+
+    assert another_worker(manager).reap() == []  # the lock is taken
+
+    manager.backend.unlock("someone-else")
+    assert len(another_worker(manager).reap()) == 1
+
+
+def test_a_reaper_that_died_halfway_is_finished_by_the_next(app, manager):
+    job_id = queued_job(app)
+    manager.take()
+    die(manager)
+    reaper = another_worker(manager)
+    # It adopted the dead worker's lease, then died before settling it.
+    [adopted] = list(reaper.backend.adopt(manager.worker, reaper.worker))
+    assert isinstance(adopted, Lease)
+    die(reaper)
+
+    done = another_worker(manager).reap()
+
+    assert [r.job_id for r in done] == [job_id]
+    assert pending(app) == 1
+
+
+def test_lease_timings_are_checked():
+    with pytest.raises(ValueError, match="at least twice"):
+        LeaseSettings.from_config({"LEASE_TIMEOUT": 5, "LEASE_HEARTBEAT": 5})
+    settings = LeaseSettings.from_config({"LEASE_TIMEOUT": None})
+    assert settings.recovery_bound == 40  # the default: within a minute
+
+
+def test_retry_delays_grow_exponentially_with_jitter_and_a_cap():
+    job = jobs.Job("x", Pessoa, lambda d: d, retries=9, retry_delay=2,
+                   retry_max_delay=30)  # fmt: skip
+
+    longest = [job.next_retry_delay(n, rand=lambda: 0.0) for n in range(1, 7)]
+    shortest = [job.next_retry_delay(n, rand=lambda: 1.0) for n in range(1, 7)]
+
+    assert longest == [2, 4, 8, 16, 30, 30]
+    assert shortest == [1, 2, 4, 8, 15, 15]  # equal jitter: at least half
+
+
+def test_job_options_are_checked():
+    with pytest.raises(ValueError, match="go together"):
+        jobs.job("testBad", schema=Pessoa, unique_for=10)
+    with pytest.raises(ValueError, match="retry_backoff"):
+        jobs.job("testBad", schema=Pessoa, retry_backoff=0.5)
