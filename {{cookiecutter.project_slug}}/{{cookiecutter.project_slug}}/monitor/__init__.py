@@ -108,4 +108,4 @@ def _unavailable(exc: Exception) -> Response:
 for _error in BACKEND_ERRORS:
     bp.register_error_handler(_error, _unavailable)
 
-from . import api, views  # noqa: E402, F401 - the routes register themselves on bp
+from . import api, operations, views  # noqa: E402, F401 - the routes register themselves on bp

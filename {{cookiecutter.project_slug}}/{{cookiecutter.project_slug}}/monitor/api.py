@@ -10,6 +10,7 @@ from flask import Response, abort, jsonify
 
 from ..history import model
 from . import bp
+from .operations import job_extras, running_extras
 from .views import history, list_filters, redacted, setting
 
 
@@ -49,6 +50,13 @@ def api_jobs(status: str) -> Response:
     rows, cursor, total = history().page(
         status, filters["name"], filters["cursor"], filters["limit"]
     )
+    if status == model.RUNNING and rows:
+        # How far each got, and its time against its timeout.
+        extras = running_extras(rows)
+        for row in rows:
+            extra = extras[row["id"]]
+            row.update(progress=extra["progress"], elapsed=extra["elapsed"])
+            row["timeout"] = extra["timeout"]
     return jsonify(jobs=rows, next_cursor=cursor, total=total)
 
 
@@ -59,6 +67,9 @@ def api_job(job_id: str) -> Response | tuple[Response, int]:
         return jsonify(error="not_found", message=f"no job has the id {job_id!r}"), 404
     record["payload"] = redacted(record.get("payload"))
     record["result"] = redacted(record.get("result"))
+    extra = job_extras(record)
+    record.update({key: extra[key] for key in ("progress", "logs", "elapsed", "timeout")})
+    record["cancel_requested"] = extra["cancel"]
     return jsonify(record)
 
 

@@ -24,6 +24,7 @@ from .. import jobs
 from ..history import History, model
 from ..queue import AlreadyRetried, QueueUnavailable, UnknownJob, enqueue
 from . import bp, present, security
+from .audit import audit
 
 # The lists the navigation offers; any status has a list, though.
 MAIN_LISTS = (model.RUNNING, model.QUEUED, model.SCHEDULED, model.COMPLETE, model.FAILED)
@@ -231,6 +232,8 @@ def retry(job_id: str) -> tuple[str | None, str]:
 @bp.post("/job/<job_id>/retry")
 def retry_job(job_id: str) -> BaseResponse:
     new_id, message = retry(job_id)
+    if new_id:
+        audit("retry", job_id, new_job=new_id)
     flash(message, "ok" if new_id else "error")
     return redirect(url_for("monitor.job", job_id=new_id or job_id))
 
@@ -238,6 +241,7 @@ def retry_job(job_id: str) -> BaseResponse:
 @bp.post("/job/<job_id>/revoke")
 def revoke_job(job_id: str) -> BaseResponse:
     if history().revoke(job_id):
+        audit("revoke", job_id)
         flash("Revoked: a worker will drop this job instead of running it.", "ok")
     else:
         flash("Only queued or scheduled jobs can be revoked.", "error")
@@ -248,6 +252,7 @@ def revoke_job(job_id: str) -> BaseResponse:
 def delete_job(job_id: str) -> BaseResponse:
     record = history().get(job_id)
     if record is not None and history().delete(job_id):
+        audit("delete", job_id, name=record["name"])
         flash(f"Deleted the record of job {job_id}.", "ok")
         return redirect(url_for("monitor.job_list", status=record["status"]))
     flash("Only finished jobs can be deleted; revoke a queued job first.", "error")
@@ -290,11 +295,12 @@ def retry_all() -> BaseResponse:
     ids, _, _ = matching_failures()
     retried = [new for new, _ in map(retry, ids) if new]
     skipped = len(ids) - len(retried)
+    filters = list_filters(model.FAILED)
+    audit("retry_all", "failed", count=len(retried), name=filters["name"], q=filters["q"])
     message = f"Queued {len(retried)} failed jobs again."
     if skipped:
         message += f" {skipped} could not be (retried already, or their job changed)."
     flash(message, "ok" if retried else "error")
-    filters = list_filters(model.FAILED)
     return redirect(
         url_for("monitor.job_list", status=model.FAILED, name=filters["name"], q=filters["q"])
     )
