@@ -6,10 +6,11 @@ so every record the monitor shows was written by the real history code.
 """
 
 import pytest
-from monitor_helpers import PASSWORD, USERNAME, MonitorClient
 from support import unique_queue_name
 
 from {{ cookiecutter.project_slug }} import create_app
+
+from .monitor_helpers import PASSWORD, USERNAME, MonitorClient
 
 SETTINGS = {
     "TESTING": True,

@@ -2,7 +2,7 @@
 
 import re
 
-from monitor_helpers import PESSOA, dispatch, fail, fail_next, record_job, run_next
+from .monitor_helpers import PESSOA, dispatch, fail, fail_next, record_job, run_next
 
 
 def test_retry_queues_a_new_job_linked_to_the_failed_one(monitor):

@@ -5,9 +5,10 @@ import hmac
 import time
 
 import pytest
-from monitor_helpers import PASSWORD, USERNAME, MonitorClient
 
 from {{ cookiecutter.project_slug }} import create_app
+
+from .monitor_helpers import PASSWORD, USERNAME, MonitorClient
 
 PAGES = ["/monitor/", "/monitor/jobs/failed", "/monitor/workers", "/monitor/api/counts"]
 

@@ -13,7 +13,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from monitor_helpers import PASSWORD, PESSOA, USERNAME
+
+from .monitor_helpers import PASSWORD, PESSOA, USERNAME
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ import re
 import time
 
 import pytest
-from monitor_helpers import XSS_PAYLOADS, dispatch, fail, fail_next, run_next
 
 from {{ cookiecutter.project_slug }}.controls.model import Flush
+
+from .monitor_helpers import XSS_PAYLOADS, dispatch, fail, fail_next, run_next
 
 PEOPLE = [{"nome": f"P{i}", "idade": 20 + i} for i in range(10)]
 

@@ -3,9 +3,10 @@
 import re
 
 import pytest
-from monitor_helpers import PESSOA, dispatch, fail_next, run_next
 
 from {{ cookiecutter.project_slug }}.history import model
+
+from .monitor_helpers import PESSOA, dispatch, fail_next, run_next
 
 
 def count_on(html: str, status: str) -> int:

@@ -3,7 +3,10 @@
 import re
 
 import pytest
-from monitor_helpers import (
+
+from {{ cookiecutter.project_slug }}.monitor import present
+
+from .monitor_helpers import (
     XSS_PAYLOADS,
     MonitorClient,
     dispatch,
@@ -12,8 +15,6 @@ from monitor_helpers import (
     record_job,
     run_next,
 )
-
-from {{ cookiecutter.project_slug }}.monitor import present
 
 
 @pytest.fixture
