@@ -391,6 +391,17 @@ def test_a_job_set_aside_just_after_its_name_resumed_goes_back_to_the_queue(capp
     assert pending(capp) == 1
 
 
+def test_a_job_taken_as_the_queue_was_paused_is_put_back(capp):
+    first = dispatch(capp, "jobModelo", {"nome": "Ana", "idade": 31})
+    second = dispatch(capp, "jobModelo", {"nome": "Rui", "idade": 12})
+    task = capp.extensions["huey"].dequeue()
+
+    assert controls(capp).put_back(task)
+
+    assert {t.id for t in capp.extensions["huey"].pending()} == {first, second}
+    assert {run_next(capp), run_next(capp)} == {first, second}
+
+
 def test_pausing_twice_or_an_unknown_job_is_refused(capp):
     assert controls(capp).pause("jobModelo", "carol", "first")
     assert not controls(capp).pause("jobModelo", "dave", "second")

@@ -225,6 +225,22 @@ class Controls:
         """The pauses as workers see them: cached for ``PAUSE_CHECK_INTERVAL``."""
         return self._pauses.get()
 
+    def put_back(self, task: Task) -> bool:
+        """Return a job taken just as the queue was paused; False: run it after all."""
+        try:
+            self.store.requeue(self.huey.serialize_task(task), task.priority or 0)
+        except BACKEND_ERRORS as exc:
+            log.warning("could not put job %s back while paused, running it: %s", task.id, exc)
+            return False
+        self._release(task)
+        return True
+
+    def _release(self, task: Task) -> None:
+        """The job is back in the backend's hands: drop this worker's lease on it."""
+        manager = getattr(self.huey, "lease_manager", None)
+        if manager is not None:
+            manager.finish(task)
+
     def hold(self, task: Task, target: str) -> bool:
         """Set a dequeued job of a paused name aside; False means run it after all."""
         message = self.huey.serialize_task(task)
@@ -235,9 +251,7 @@ class Controls:
             log.warning("could not set job %s aside while paused, running it: %s", task.id, exc)
             return False
         # Either set aside or queued again: this worker is done with it.
-        manager = getattr(self.huey, "lease_manager", None)
-        if manager is not None:
-            manager.finish(task)
+        self._release(task)
         if held:
             reason = (self.paused_now().get(target) or {}).get("reason")
             note = f"held: job {task.name} is paused" + (f" ({reason})" if reason else "")
@@ -378,17 +392,22 @@ def _pausable_dequeue(huey: Huey, controls: Controls) -> None:
     take = huey.dequeue
 
     def dequeue() -> Task | None:
-        pauses = controls.paused_now()
-        if QUEUE in pauses:
+        if QUEUE in controls.paused_now():
             if huey.storage.blocking:
                 # Huey's loop calls again at once for a blocking backend.
                 time.sleep(controls.settings.pause_check)
             return None
         task = take()
-        if task is not None and pauses:
-            target = job_target(task.name)
-            if target in pauses and controls.hold(task, target):
-                return None
+        if task is None:
+            return None
+        # Again: on Redis the take may have waited a second for a job, and
+        # the pauses may have changed meanwhile (this read is cached too).
+        pauses = controls.paused_now()
+        if QUEUE in pauses and controls.put_back(task):
+            return None
+        target = job_target(task.name)
+        if target in pauses and controls.hold(task, target):
+            return None
         return task
 
     huey.dequeue = dequeue

@@ -212,6 +212,10 @@ class RedisControlStore:
         keys = [self.pause_key, self.held_key(name), self.queue_key]
         return bool(self._hold(keys=keys, args=[target, message]))
 
+    def requeue(self, message: bytes, priority: float) -> None:
+        """Put a message back at the head of the queue (the next one taken)."""
+        self.conn.rpush(self.queue_key, message)
+
     def held_counts(self, names: list[str]) -> dict[str, int]:
         pipe = self.conn.pipeline(transaction=False)
         for name in names:

@@ -221,6 +221,14 @@ class SqliteControlStore:
             )
             return False
 
+    def requeue(self, message: bytes, priority: float) -> None:
+        """Put a message back on the queue (behind what is queued now)."""
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "insert into task (queue, data, priority) values (?, ?, ?)",
+                (self.queue, message, priority),
+            )
+
     def held_counts(self, names: list[str]) -> dict[str, int]:
         with self.db() as cur:
             cur.execute(
