@@ -32,8 +32,9 @@ from variants import ROOT
 
 pytestmark = pytest.mark.generated
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's packages; CHROMIUM and CHROMEDRIVER name other binaries.
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 ARTIFACTS = ROOT / "artifacts"
 SLUG = "acme_jobs"
 USERNAME, PASSWORD = "operator", "correct horse battery staple"
@@ -261,10 +262,10 @@ def stack(request, project: Path, tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.fixture
 def browser() -> Iterator:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("needs Debian's chromium and chromium-driver")
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = CHROMIUM
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -276,7 +277,7 @@ def browser() -> Iterator:
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
     ARTIFACTS.mkdir(exist_ok=True)  # screenshots go there (git ignores it)
