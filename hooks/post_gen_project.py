@@ -16,10 +16,7 @@ USE_GITHUB_ACTIONS = "{{ cookiecutter.use_github_actions }}"
 LICENSE = "{{ cookiecutter.license }}"
 
 DOCKER_FILES = ("Dockerfile", "docker-compose.yml", ".dockerignore")
-WORKER_COMMAND = (
-    f"huey_consumer {PROJECT_SLUG}.worker.huey --worker-type process "
-    "--workers 2 --delay 0.01 --max-delay 0.25"
-)
+WORKER_COMMAND = f"python -m {PROJECT_SLUG}.worker"
 
 
 def remove(path: Path) -> None:

@@ -114,7 +114,7 @@ def test_post_gen_hook_prints_next_steps(cookiecutter_cli, tmp_path):
         "python3 -m venv .venv",
         "pip install -e '.[dev]'",
         "flask --app acme_jobs run",
-        "huey_consumer acme_jobs.worker.huey",
+        "python -m acme_jobs.worker",
         "pytest",
     ):
         assert step in result.stdout

@@ -23,11 +23,8 @@ def derive_slug(project_name: str) -> str:
 
 
 def worker_command(slug: str) -> str:
-    """The recommended huey_consumer command line for a project."""
-    return (
-        f"huey_consumer {slug}.worker.huey --worker-type process --workers 2 "
-        "--delay 0.01 --max-delay 0.25 --graceful-signal TERM --shutdown-timeout 30"
-    )
+    """The recommended worker command line for a project."""
+    return f"python -m {slug}.worker"
 
 
 @dataclass(frozen=True)
