@@ -7,6 +7,7 @@ that a dead worker is noticed within about two seconds. The jobs come from
 """
 
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -318,3 +319,21 @@ def test_the_kit_worker_rejects_positional_arguments(tmp_path):
     )
     assert result.returncode == 2
     assert "no positional arguments" in result.stderr
+
+
+def test_the_kit_worker_reads_dotenv_like_flask_run(tmp_path):
+    if importlib.util.find_spec("dotenv") is None:
+        pytest.skip("python-dotenv is not installed")
+    queue = tmp_path / "from-dotenv.sqlite3"
+    (tmp_path / ".env").write_text(f"FLASK_SQLITE_PATH={json.dumps(str(queue))}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLASK_SQLITE_PATH")}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    subprocess.run(
+        [sys.executable, "-m", f"{PACKAGE}.worker", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert queue.exists()  # the app the worker built used the .env setting

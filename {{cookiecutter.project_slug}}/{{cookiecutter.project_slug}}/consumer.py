@@ -73,7 +73,7 @@ class GracefulConsumer(Consumer):
 def main(huey: Huey, config: Mapping[str, Any], argv: Sequence[str] | None = None) -> int:
     """Parse ``huey_consumer``-style flags and run the kit's consumer."""
     parser = OptionParserHandler().get_option_parser()
-    parser.usage = "python -m <package>.worker [options]"
+    parser.usage = f"python -m {__package__}.worker [options]"
     parser.remove_option("--graceful-signal")  # both signals are graceful here
     parser.set_defaults(
         worker_type=config["WORKER_TYPE"],

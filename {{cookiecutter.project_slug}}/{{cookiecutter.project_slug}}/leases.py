@@ -38,6 +38,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -582,7 +583,10 @@ class LeaseManager:
         # again (the job history records "worker lost" there).
         self.listeners: list[RecoveryListener] = []
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        # A forked worker process starts with state of its own; a weak
+        # reference, so that apps built and dropped (tests) can go.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (manager := ref()) and manager._reset())
 
     def _reset(self) -> None:
         """Per-process state: a forked worker starts afresh."""

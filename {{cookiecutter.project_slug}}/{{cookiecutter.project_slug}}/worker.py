@@ -17,8 +17,18 @@ job on ``huey``. Each job then runs in its own app context, so it can use
 ``current_app``, the config and any extension.
 """
 
+import os
+
+from flask.cli import load_dotenv
+from flask.helpers import get_load_dotenv
+
 from . import create_app
 from .logs import configure_consumer_logging
+
+# Read .env like `flask run` does (the environment wins; FLASK_SKIP_DOTENV=1
+# turns it off), so that a REDIS_URL set there reaches web and worker alike.
+if get_load_dotenv() and os.path.isfile(".env"):
+    load_dotenv(".env", load_defaults=False)
 
 app = create_app()
 huey = app.extensions["huey"]
