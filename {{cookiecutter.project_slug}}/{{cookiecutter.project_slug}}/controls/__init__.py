@@ -185,7 +185,7 @@ class Controls:
         else:
             return "finished"
         self.history.record_event(job_id, "cancel_requested", message=note, by=user)
-        self.audit("cancel", job_id, user, ip, job=record["name"], outcome=outcome)
+        self.audit("cancel", job_id, user, ip, name=record["name"], outcome=outcome)
         return outcome
 
     # -- pause and resume ----------------------------------------------------

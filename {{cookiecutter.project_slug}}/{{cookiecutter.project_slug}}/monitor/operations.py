@@ -56,7 +56,9 @@ def queue_pause() -> dict[str, Any] | None:
     """The whole queue's pause, for the banner on every page (None: running)."""
     if not g.get("monitor_user"):
         return None  # the login page, a refusal: say nothing about the queue
-    return controls().paused_now().get(QUEUE)
+    # Read fresh (one small read per page): the cache workers use may lag
+    # behind a pause just made through another web process.
+    return controls().store.pauses().get(QUEUE)
 
 
 def log_time(at: float | None) -> str:
