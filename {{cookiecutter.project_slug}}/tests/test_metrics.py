@@ -12,7 +12,8 @@ from support import unique_queue_name, wait_for
 
 from {{ cookiecutter.project_slug }} import create_app, jobs
 from {{ cookiecutter.project_slug }}.jobs.job_modelo import Pessoa
-from {{ cookiecutter.project_slug }}.metrics import SIGNAL_RECOVERED, store_for
+from {{ cookiecutter.project_slug }}.leases import Recovery
+from {{ cookiecutter.project_slug }}.metrics import store_for
 from {{ cookiecutter.project_slug }}.queue import enqueue
 
 TOKEN = "s3cret-token"
@@ -173,7 +174,7 @@ def test_the_duration_histogram_is_cumulative(tmp_path):
     assert value(samples, "jobs_duration_seconds_sum", job_name="slowJob") == pytest.approx(56.25)
 
 
-def test_timeouts_and_recoveries_are_counted(tmp_path):
+def test_timeouts_are_counted_and_only_the_last_one_fails_the_job(tmp_path):
     app = make_app(tmp_path)
     huey = app.extensions["huey"]
     task = app.extensions["job_tasks"]["jobModelo"].s(PESSOA)
@@ -182,14 +183,26 @@ def test_timeouts_and_recoveries_are_counted(tmp_path):
     huey._emit(S.SIGNAL_TIMEOUT, task)  # a retry is left: timed out, not failed
     task.retries = 0
     huey._emit(S.SIGNAL_TIMEOUT, task)  # the last attempt: failed too
-    huey._emit(SIGNAL_RECOVERED, task)
 
     samples = scrape(app)
 
     assert value(samples, "jobs_timed_out_total", job_name="jobModelo") == 2
     assert value(samples, "jobs_failed_total", job_name="jobModelo") == 1
-    assert value(samples, "jobs_recovered_total", job_name="jobModelo") == 1
     assert value(samples, "jobs_duration_seconds_count", job_name="jobModelo") == 2
+
+
+def test_jobs_of_dead_workers_count_as_recovered_or_failed(tmp_path):
+    app = make_app(tmp_path)
+    leases = app.extensions["job_leases"]
+    lost = {"job_name": "jobModelo", "worker": "gone:1", "recoveries": 1, "reason": "lost"}
+    for listener in leases.listeners:
+        listener(Recovery(job_id="a", requeued=True, retries_left=2, **lost))
+        listener(Recovery(job_id="b", requeued=False, retries_left=0, **lost))
+
+    samples = scrape(app)
+
+    assert value(samples, "jobs_recovered_total", job_name="jobModelo") == 1
+    assert value(samples, "jobs_failed_total", job_name="jobModelo") == 1
 
 
 def test_queue_depth_and_the_oldest_jobs_age(tmp_path):

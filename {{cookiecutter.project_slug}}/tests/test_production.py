@@ -1,6 +1,7 @@
 """The production processes, run directly: gunicorn with gunicorn.conf.py and
-two huey_consumer workers sharing one Redis queue (what docker-compose.yml
-runs, with ``--scale worker=2``, minus the containers)."""
+two workers (``python -m <package>.worker``, the kit's defaults) sharing one
+Redis queue. These are docker-compose.yml's commands, with ``--scale
+worker=2``, minus the containers."""
 
 import json
 import os
@@ -37,8 +38,8 @@ def production(tmp_path, redis_url):
     stack = Stack(f"http://127.0.0.1:{port}", env, logs)
     app = f"{PACKAGE}:create_app()"
     stack.start("web", [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app])
-    stack.start_worker("worker-a")
-    stack.start_worker("worker-b")
+    for name in ("worker-a", "worker-b"):
+        stack.start(name, [sys.executable, "-m", f"{PACKAGE}.worker"])
     wait_for(lambda: _answers(stack.base_url + "/healthz"), "gunicorn did not start", 30)
     yield stack
     for name in list(stack.processes):
@@ -85,7 +86,7 @@ def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
         "the web and worker processes' counts never added up",
     )
     samples = scrape(stack)
-    # Two consumers with --workers 2 each.
+    # Two consumers with the default WORKERS = 2 each.
     assert samples["jobs_workers_alive", queue] == 4
     assert samples["jobs_queue_depth", queue] == 0
 

@@ -77,10 +77,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
-# A custom Huey signal: whatever re-queues a job whose worker died emits it
-# (``huey._emit(SIGNAL_RECOVERED, task)``) and it is counted as recovered.
-SIGNAL_RECOVERED = "recovered"
-
 COUNTERS = {
     "enqueued": "Jobs queued, by the HTTP API, the CLI or code.",
     "completed": "Jobs whose run finished without an error.",
@@ -154,14 +150,19 @@ class Recorder:
                 self.count("failed", name)
         elif signal == S.SIGNAL_RETRYING:
             self.count("retried", name)
-        elif signal == SIGNAL_RECOVERED:
-            self.count("recovered", name)
-            return
         else:
             return
         started = getattr(task, "_metrics_started", None)
         if started is not None and signal != S.SIGNAL_RETRYING:
             self.observe(name, time.monotonic() - started)
+
+    def job_recovered(self, recovery: Any) -> None:
+        """Lease reaper listener: a job whose worker died was dealt with.
+
+        Queued again, it counts as recovered; parked (out of attempts or
+        recoveries), it failed for good.
+        """
+        self.count("recovered" if recovery.requeued else "failed", recovery.job_name)
 
     def worker_started(self) -> None:
         """Huey startup hook: one more worker runs in this process."""
@@ -575,5 +576,8 @@ def init_app(app: Flask) -> Recorder:
     huey.signal()(recorder.on_signal)
     huey.on_startup("metrics_heartbeat")(recorder.worker_started)
     huey.on_shutdown("metrics_heartbeat")(recorder.worker_stopped)
+    leases = app.extensions.get("job_leases")
+    if leases is not None:  # the reaper that re-queues jobs of dead workers
+        leases.on_recovery(recorder.job_recovered)
     app.extensions["job_metrics"] = recorder
     return recorder
