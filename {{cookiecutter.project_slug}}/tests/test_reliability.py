@@ -185,6 +185,22 @@ def test_a_lone_worker_killed_and_restarted_recovers_its_own_jobs(reliable_stack
     assert len(started(stack, job_id)) == 2
 
 
+def test_worker_processes_die_with_their_killed_consumer(reliable_stack):
+    stack = reliable_stack("redis")
+    consumer = start_kit_worker(stack, "worker")
+    job_id = dispatch(stack, "testSleep", {"tag": "orphan", "seconds": 3})
+    wait_for(lambda: started(stack, job_id), "the job did not start", 20)
+    children = descendants(consumer.pid)
+
+    consumer.kill()  # the consumer only: no orphan may run on
+    consumer.wait(10)
+    stack.processes.pop("worker")
+
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), "orphans", 5)
+    start_kit_worker(stack, "worker")
+    assert stack.wait_for_status(job_id, {"complete"}, 20)["recovered"] == 1
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_lets_the_running_job_finish(reliable_stack, backend, signum):
     stack = reliable_stack(backend)

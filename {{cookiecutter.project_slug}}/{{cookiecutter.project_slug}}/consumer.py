@@ -16,7 +16,9 @@
   send, as "stop now" unless given ``-g TERM``.
 """
 
+import ctypes
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -32,21 +34,46 @@ log = logging.getLogger(__name__)
 # Sent by the consumer to its worker processes when the grace period is
 # over: a job still running gets KeyboardInterrupt and goes back on the queue.
 INTERRUPT_SIGNAL = signal.SIGUSR1
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class GracefulProcessEnvironment(ProcessEnvironment):
     """Process workers that ignore SIGINT and SIGTERM themselves.
 
     A terminal's Ctrl-C and systemd's stop reach every process of the group;
-    only the consumer decides what they mean, and tells its workers.
+    only the consumer decides what they mean, and tells its workers. A worker
+    whose consumer dies (SIGKILL) dies with it, on Linux, rather than run on
+    as an orphan that no stop signal reaches; its jobs are recovered.
     """
 
     def __init__(self) -> None:
         super().__init__(signal.SIGINT, INTERRUPT_SIGNAL)
 
+    def create_process(self, runnable: Any, name: str) -> Any:
+        parent = os.getpid()
+
+        def run() -> None:
+            _die_with(parent)
+            runnable()
+
+        return super().create_process(run, name)
+
     def init_child(self, process: Any) -> None:
         super().init_child(process)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request was made
+        os._exit(1)
 
 
 class GracefulConsumer(Consumer):
