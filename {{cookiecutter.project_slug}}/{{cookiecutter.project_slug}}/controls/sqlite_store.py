@@ -49,6 +49,20 @@ SCHEMA = (
     "create index if not exists kit_audit_queue on kit_audit (queue, id)",
 )
 
+# Add a job's progress and log lines, creating its row on first use, but
+# only while its history record exists.
+UPSERT = """
+insert into kit_job_extra (queue, id, progress, progress_at, logs, logs_lines, logs_cut)
+select ?, ?, ?, ?, ?, ?, ? where exists (select 1 from history_job where queue = ? and id = ?)
+on conflict (queue, id) do update set
+    progress = case when excluded.progress_at >= coalesce(kit_job_extra.progress_at, -1)
+        then excluded.progress else kit_job_extra.progress end,
+    progress_at = max(coalesce(excluded.progress_at, -1), coalesce(kit_job_extra.progress_at, -1)),
+    logs = kit_job_extra.logs || excluded.logs,
+    logs_lines = kit_job_extra.logs_lines + excluded.logs_lines,
+    logs_cut = kit_job_extra.logs_cut + excluded.logs_cut
+"""
+
 Database = Callable[..., contextlib.AbstractContextManager[sqlite3.Cursor]]
 
 
@@ -90,31 +104,30 @@ class SqliteControlStore:
             )
 
     def _write(self, cur: sqlite3.Cursor, item: Flush) -> None:
+        """One upsert, if the job's history record exists; a trim when over the limits.
+
+        Progress is replaced only by a newer report: the flusher and the
+        final write may land in either order.
+        """
         key = (self.queue, item.job_id)
+        progress = json.dumps(item.progress) if item.progress else None
+        at = item.progress["at"] if item.progress else None
+        lines = "".join(line + "\n" for line in item.lines)
+        cur.execute(UPSERT, (*key, progress, at, lines, len(item.lines), item.cut, *key))
+        if not item.lines:
+            return
         cur.execute(
-            "insert into kit_job_extra (queue, id) select ?, ? where exists "
-            "(select 1 from history_job where queue = ? and id = ?) "
-            "on conflict (queue, id) do nothing",
-            (*key, *key),
+            "select logs, logs_lines from kit_job_extra where queue = ? and id = ? "
+            "and (logs_lines > ? or length(cast(logs as blob)) > ?)",
+            (*key, self.limits.lines, self.limits.bytes),
         )
-        cur.execute("select logs, logs_lines from kit_job_extra where queue = ? and id = ?", key)
         row = cur.fetchone()
-        if row is None:
-            return  # no history record: nothing to attach to
-        if item.progress:
-            # Only if newer: the flusher and the final write may land in any order.
-            cur.execute(
-                "update kit_job_extra set progress = ?, progress_at = ? where queue = ? "
-                "and id = ? and (progress_at is null or progress_at <= ?)",
-                (json.dumps(item.progress), item.progress["at"], *key, item.progress["at"]),
-            )
-        if item.lines:
-            text = row[0] + "".join(line + "\n" for line in item.lines)
-            text, kept, cut = trim_logs(text, row[1] + len(item.lines), self.limits)
+        if row is not None:
+            text, kept, cut = trim_logs(row[0], row[1], self.limits)
             cur.execute(
                 "update kit_job_extra set logs = ?, logs_lines = ?, logs_cut = logs_cut + ? "
                 "where queue = ? and id = ?",
-                (text, kept, cut + item.cut, *key),
+                (text, kept, cut, *key),
             )
 
     def _cancel_request(self, cur: sqlite3.Cursor, job_id: str) -> dict | None:
