@@ -456,6 +456,25 @@ def test_runs_queued_by_the_scheduler_are_recorded(capp):
     assert "by" not in found["last_run"]
 
 
+def test_several_schedulers_queue_each_periodic_run_once(capp, tmp_path):
+    import datetime
+
+    # A second worker's app on the same queue: another scheduler.
+    config = {"TESTING": True, "QUEUE_NAME": capp.config["QUEUE_NAME"]}
+    config["REDIS_URL"] = capp.config.get("REDIS_URL")
+    config["SQLITE_PATH"] = capp.config.get("SQLITE_PATH")
+    other = create_app(config)
+    due = datetime.datetime(2027, 1, 1, 10, 5)
+
+    first = capp.extensions["huey"].read_periodic(due)
+    second = other.extensions["huey"].read_periodic(due)
+    later = other.extensions["huey"].read_periodic(due + datetime.timedelta(minutes=5))
+
+    assert [task.name for task in first] == ["relatorioFila"]
+    assert second == []
+    assert [task.name for task in later] == ["relatorioFila"]
+
+
 def test_run_now_refuses_jobs_that_are_not_periodic(capp):
     from {{ cookiecutter.project_slug }}.controls import NotPeriodic
 

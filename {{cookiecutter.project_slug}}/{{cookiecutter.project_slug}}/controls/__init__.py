@@ -133,6 +133,7 @@ class Controls:
         self.huey.signal(S.SIGNAL_ENQUEUED)(self._periodic_enqueued)
         if not self.huey.immediate:
             _pausable_dequeue(self.huey, self)
+            _one_scheduler_per_run(self.huey, self)
         install_log_handler()
         return self
 
@@ -411,6 +412,32 @@ def _pausable_dequeue(huey: Huey, controls: Controls) -> None:
         return task
 
     huey.dequeue = dequeue
+
+
+def _one_scheduler_per_run(huey: Huey, controls: Controls) -> None:
+    """Let each periodic run be queued once, however many schedulers there are.
+
+    Every worker (``huey_consumer``) runs a scheduler that queues periodic
+    jobs when they are due; with several workers each would queue each run.
+    Before queuing, a scheduler claims the run (job name and minute) in the
+    backend; only the one that gets it queues it.
+    """
+    due = huey.read_periodic
+
+    def read_periodic(timestamp: datetime.datetime | None = None) -> list[Task]:
+        timestamp = timestamp or huey._get_timestamp()
+        tasks = due(timestamp)
+        if not tasks:
+            return tasks
+        minute = timestamp.strftime("%Y%m%d%H%M")
+        try:
+            return [task for task in tasks if controls.store.claim_run(task.name, minute)]
+        except BACKEND_ERRORS as exc:
+            # Queuing would fail just the same: skip this minute, quietly.
+            log.warning("periodic jobs not queued this minute, the queue is unreachable: %s", exc)
+            return []
+
+    huey.read_periodic = read_periodic
 
 
 def open_store(

@@ -11,7 +11,9 @@ Keys next to the job history's (``huey.history.<queue>``) and Huey's own:
   paused, ``job:<name>`` per paused job name; values say who, when and why.
 * ``huey.control.<queue>.held.<name>`` (list): queued messages of a paused
   job name, taken off the queue by a worker and kept until it is resumed.
-* ``huey.control.<queue>.periodic`` (hash): the last run of each periodic job.
+* ``huey.control.<queue>.periodic`` (hash): the last run of each periodic job;
+  ``huey.control.<queue>.run.<name>.<minute>``: a scheduler's claim on one
+  periodic run (an hour's TTL), so several workers queue it once.
 * ``huey.control.<queue>.audit`` (list, newest first, capped): operator actions.
 """
 
@@ -226,6 +228,11 @@ class RedisControlStore:
 
     def set_last_run(self, name: str, run: dict[str, Any]) -> None:
         self.conn.hset(self.periodic_key, name, json.dumps(run))
+
+    def claim_run(self, name: str, minute: str) -> bool:
+        """Claim a periodic run (job name, minute): True for the first scheduler only."""
+        key = f"{self.prefix}.run.{name}.{minute}"
+        return bool(self.conn.set(key, "1", nx=True, ex=3600))
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
         raw = self.conn.hgetall(self.periodic_key)

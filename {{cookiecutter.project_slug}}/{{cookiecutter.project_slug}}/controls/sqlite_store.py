@@ -9,11 +9,13 @@ atomic). Tables, keyed by queue name:
 * ``kit_cancel``: cancel requests.
 * ``kit_pause``: what is paused ("queue", or "job:<name>") and why.
 * ``kit_held``: queued messages of a paused job name, kept until it resumes.
-* ``kit_periodic``: the last run of each periodic job.
+* ``kit_periodic``: the last run of each periodic job; ``kit_periodic_run``:
+  schedulers' claims on periodic runs, so several workers queue each once.
 * ``kit_audit``: operator actions, newest kept up to a cap.
 """
 
 import contextlib
+import datetime
 import json
 import sqlite3
 from collections.abc import Callable
@@ -43,6 +45,9 @@ SCHEMA = (
     """create table if not exists kit_periodic (
         queue text not null, name text not null, data text not null,
         primary key (queue, name))""",
+    """create table if not exists kit_periodic_run (
+        queue text not null, name text not null, minute text not null,
+        primary key (queue, name, minute))""",
     """create table if not exists kit_audit (
         id integer not null primary key autoincrement, queue text not null,
         data text not null)""",
@@ -64,6 +69,7 @@ on conflict (queue, id) do update set
 """
 
 Database = Callable[..., contextlib.AbstractContextManager[sqlite3.Cursor]]
+ONE_DAY = datetime.timedelta(days=1)
 
 
 class SqliteControlStore:
@@ -259,6 +265,23 @@ class SqliteControlStore:
                 (self.queue, name, json.dumps(run)),
             )
 
+    def claim_run(self, name: str, minute: str) -> bool:
+        """Claim a periodic run (job name, minute): True for the first scheduler only."""
+        with self.db(commit=True) as cur:
+            cur.execute(
+                "insert into kit_periodic_run (queue, name, minute) values (?, ?, ?) "
+                "on conflict do nothing",
+                (self.queue, name, minute),
+            )
+            claimed = cur.rowcount == 1
+            if claimed:  # forget claims older than a day ("YYYYmmddHHMM" sorts)
+                day_before = datetime.datetime.strptime(minute, "%Y%m%d%H%M") - ONE_DAY
+                cur.execute(
+                    "delete from kit_periodic_run where queue = ? and name = ? and minute < ?",
+                    (self.queue, name, day_before.strftime("%Y%m%d%H%M")),
+                )
+        return claimed
+
     def last_runs(self) -> dict[str, dict[str, Any]]:
         with self.db() as cur:
             cur.execute("select name, data from kit_periodic where queue = ?", (self.queue,))
@@ -302,5 +325,5 @@ class SqliteControlStore:
         with self.db(commit=True) as cur:
             for table in ("kit_job_extra", "kit_cancel", "kit_pause", "kit_held"):
                 cur.execute(f"delete from {table} where queue = ?", (self.queue,))
-            for table in ("kit_periodic", "kit_audit"):
+            for table in ("kit_periodic", "kit_periodic_run", "kit_audit"):
                 cur.execute(f"delete from {table} where queue = ?", (self.queue,))
