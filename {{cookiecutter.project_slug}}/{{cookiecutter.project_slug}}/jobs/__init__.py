@@ -183,10 +183,9 @@ def periodic_job(
         def relatorio_fila() -> dict: ...
 
     ``schedule`` is a :func:`~..schedules.cron` schedule (a crontab line also
-    works), in UTC. The function takes no arguments. Huey's scheduler runs
-    it; the monitor lists it with its next run and can run it at once. Run
-    only one scheduler per queue (start other workers with ``--no-periodic``),
-    or each would queue every run.
+    works), in UTC. The function takes no arguments. The workers' schedulers
+    queue each run once, however many workers there are; the monitor lists
+    the job with its last and next run and can run it at once.
     """
     if isinstance(schedule, str):
         schedule = cron(schedule)
