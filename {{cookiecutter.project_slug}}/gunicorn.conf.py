@@ -7,6 +7,8 @@ Environment variables:
 * ``WEB_CONCURRENCY``: upper bound on the number of worker processes; the
   default is ``2 * CPUs + 1``.
 * ``GUNICORN_LOG_LEVEL``: gunicorn's own log level (default ``info``).
+* ``FLASK_LOG_FORMAT=json``: gunicorn's lines (access log included) are JSON
+  objects like the app's (see ``{{ cookiecutter.project_slug }}/logs.py``).
 """
 
 import multiprocessing
@@ -49,8 +51,33 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# Client, request line, status, size, duration in ms, user agent.
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+# Client, request line, status, size, duration in ms, user agent, and the
+# request id the app answered with (X-Request-ID), which the app's and the
+# job's log lines carry too.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" %({x-request-id}o)s'
+
+if os.environ.get("FLASK_LOG_FORMAT", "").strip().strip('"') == "json":
+    # One JSON object per line from every logger, through the app's
+    # formatter; the app then finds the root logger configured and keeps it.
+    _app_level = os.environ.get("FLASK_LOG_LEVEL", "INFO").strip('"')
+    _json = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}
+    logconfig_dict = {
+        "formatters": {"json": {"()": "{{ cookiecutter.project_slug }}.logs.JSONFormatter"}},
+        "filters": {"context": {"()": "{{ cookiecutter.project_slug }}.logs.JobContextFilter"}},
+        "handlers": {
+            "stdout": dict(_json, stream="ext://sys.stdout"),
+            "stderr": dict(_json, stream="ext://sys.stderr"),
+        },
+        "root": {"level": _app_level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+            },
+            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        },
+    }
 
 # Heartbeat files in memory rather than on a possibly slow container disk.
 if os.path.isdir("/dev/shm"):

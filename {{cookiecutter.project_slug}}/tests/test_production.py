@@ -21,29 +21,43 @@ JOBS = 40
 
 
 @pytest.fixture
-def production(tmp_path, redis_url):
-    port = free_port()
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(PROJECT_ROOT),
-        REDIS_URL=redis_url,
-        PORT=str(port),
-        WEB_CONCURRENCY="2",
-        FLASK_QUEUE_NAME=unique_queue_name(),
-        FLASK_METRICS_TOKEN=TOKEN,
-        FLASK_METRICS_FLUSH_INTERVAL="0.2",
-    )
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    stack = Stack(f"http://127.0.0.1:{port}", env, logs)
-    app = f"{PACKAGE}:create_app()"
-    stack.start("web", [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app])
-    for name in ("worker-a", "worker-b"):
-        stack.start(name, [sys.executable, "-m", f"{PACKAGE}.worker"])
-    wait_for(lambda: _answers(stack.base_url + "/healthz"), "gunicorn did not start", 30)
-    yield stack
-    for name in list(stack.processes):
-        stack.stop(name)
+def launch(tmp_path, redis_url):
+    """Start gunicorn and ``workers`` workers, with extra environment."""
+    stacks = []
+
+    def start(workers: int = 2, **extra: str) -> Stack:
+        port = free_port()
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(PROJECT_ROOT),
+            REDIS_URL=redis_url,
+            PORT=str(port),
+            WEB_CONCURRENCY="2",
+            FLASK_QUEUE_NAME=unique_queue_name(),
+            FLASK_METRICS_TOKEN=TOKEN,
+            FLASK_METRICS_FLUSH_INTERVAL="0.2",
+        )
+        env.update(extra)
+        logs = tmp_path / f"logs-{port}"
+        logs.mkdir()
+        stack = Stack(f"http://127.0.0.1:{port}", env, logs)
+        stacks.append(stack)
+        app = f"{PACKAGE}:create_app()"
+        stack.start("web", [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app])
+        for index in range(workers):
+            stack.start(f"worker-{'ab'[index]}", [sys.executable, "-m", f"{PACKAGE}.worker"])
+        wait_for(lambda: _answers(stack.base_url + "/healthz"), "gunicorn did not start", 30)
+        return stack
+
+    yield start
+    for stack in stacks:
+        for name in list(stack.processes):
+            stack.stop(name)
+
+
+@pytest.fixture
+def production(launch):
+    return launch()
 
 
 def scrape(stack: Stack) -> dict[tuple[str, str], float]:
@@ -116,3 +130,29 @@ def test_sigterm_stops_gunicorn_and_the_workers_cleanly(production):
         "worker-a": 0,
         "worker-b": 0,
     }, json.dumps(stack.read_logs())
+
+
+def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
+    stack = launch(workers=0, FLASK_LOG_FORMAT="json")
+    request = urllib.request.Request(
+        stack.base_url + "/jobs/jobModelo",
+        data=json.dumps({"nome": "Ana", "idade": 3}).encode(),
+        headers={"Content-Type": "application/json", "X-Request-ID": "trace-42"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+    def lines() -> list[dict]:
+        text = (stack.logs / "web.log").read_text()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def dispatch_line() -> dict | None:
+        return next((line for line in lines() if "POST /jobs/jobModelo" in line["message"]), None)
+
+    wait_for(lambda: dispatch_line() is not None, "no access log line for the dispatch")
+    access = dispatch_line()
+    assert access["logger"] == "gunicorn.access"
+    assert '"POST /jobs/jobModelo HTTP/1.1" 202' in access["message"]
+    assert access["message"].endswith(" trace-42")
+    assert any(line["logger"] == "gunicorn.error" for line in lines())  # "Booting worker"
