@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -134,6 +135,14 @@ def main(argv: list[str]) -> int:
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("REDIS_URL", None)  # the default SQLite queue, shared via the cwd
+    # Throwaway credentials so the monitor opens; a real project sets its own
+    # in .env (see .env.example).
+    monitor_password = secrets.token_urlsafe(12)
+    env.update(
+        FLASK_SECRET_KEY=secrets.token_hex(32),
+        FLASK_MONITOR_USERNAME="demo",
+        FLASK_MONITOR_PASSWORD=monitor_password,
+    )
     web_cmd = [
         str(venv_bin(project_venv, "flask")),
         "--app",
@@ -144,28 +153,19 @@ def main(argv: list[str]) -> int:
         "--port",
         str(args.port),
     ]
-    worker_cmd = [
-        str(venv_bin(project_venv, "huey_consumer")),
-        f"{slug}.worker.huey",
-        "--worker-type",
-        "process",
-        "--workers",
-        "2",
-        "--delay",
-        "0.01",
-        "--max-delay",
-        "0.25",
-    ]
+    # The kit's worker: Huey's consumer with the recommended flags, where
+    # SIGTERM and SIGINT both let running jobs finish.
+    worker_cmd = [str(venv_bin(project_venv, "python")), "-m", f"{slug}.worker"]
 
     def on_sigterm(signum: int, frame: object) -> None:
         raise Stop
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    # Flask stops on SIGTERM; SIGINT is huey_consumer's graceful shutdown.
+    # Both stop on SIGTERM; the worker first lets running jobs finish.
     children: list[tuple[subprocess.Popen, int]] = []
     try:
         children.append((start(web_cmd, project, env), signal.SIGTERM))
-        children.append((start(worker_cmd, project, env), signal.SIGINT))
+        children.append((start(worker_cmd, project, env), signal.SIGTERM))
         base = f"http://{args.host}:{args.port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not healthy(f"{base}/healthz"):
@@ -182,6 +182,8 @@ def main(argv: list[str]) -> int:
             f"Demo project: {project}\n"
             f"Web app:      {base}/   (health: {base}/healthz)\n"
             "Queue:        SQLite (REDIS_URL unset)\n"
+            f"Monitor:      {base}/monitor\n"
+            f"              user demo, password {monitor_password}\n"
             "\n"
             "Queue a job (the response carries its id):\n"
             f"  curl -X POST {base}/jobs/jobModelo "
