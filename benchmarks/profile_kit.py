@@ -77,6 +77,11 @@ def area(filename: str, function: str) -> str:
     return "other Python"
 
 
+# The kit's functions with the most cumulative time in the last profile:
+# (function, µs per job, calls per job).
+LAST_TOP: list[tuple[str, float, float]] = []
+
+
 def profile(fn, n: int, setup=None) -> tuple[float, float, dict[str, float]]:
     """Run ``fn(n)`` plainly, then under cProfile; µs/job, trips/job, areas.
 
@@ -96,10 +101,14 @@ def profile(fn, n: int, setup=None) -> tuple[float, float, dict[str, float]]:
     fn(n)
     profiler.disable()
     areas: dict[str, float] = collections.defaultdict(float)
-    for (filename, _, function), (_, _, tottime, _, _) in pstats.Stats(
-        profiler
-    ).stats.items():
+    kit_functions = []
+    stats = pstats.Stats(profiler).stats
+    for (filename, line, function), (_, calls, tottime, cumtime, _) in stats.items():
         areas[area(filename, function)] += tottime / n * 1e6
+        if filename.startswith(PACKAGE_DIR):
+            name = f"{filename[len(PACKAGE_DIR) :]}:{line} {function}"
+            kit_functions.append((name, cumtime / n * 1e6, calls / n))
+    LAST_TOP[:] = sorted(kit_functions, key=lambda item: -item[1])[:12]
     return wall, trips, areas
 
 
@@ -162,6 +171,7 @@ def main() -> None:
         return run
 
     results = {}
+    top = {}
     phases = (
         ("enqueue", kit_enqueue, bare_enqueue, None, None),
         ("dispatch (test client)", kit_dispatch, minimal_dispatch, None, None),
@@ -184,6 +194,8 @@ def main() -> None:
             fn(min(200, n))  # warm-up
             conn.flushdb()
             results[phase, who] = profile(fn, n, setup)
+            if who == "kit":
+                top[phase] = list(LAST_TOP)
             print(
                 f"{phase:<24} {who:<5} {results[phase, who][0]:7.0f} µs/job", flush=True
             )
@@ -231,6 +243,12 @@ def main() -> None:
             f"\n### {phase}: cProfile self time per job (µs), by where the code lives\n"
         )
         print(c.table(["area", "kit", "bare", "kit - bare"], rows))
+        print(f"\nKit functions with the most cumulative time per job ({phase}):\n")
+        functions = [
+            [f"`{name}`", c.fmt(cum), c.fmt(calls, 1)]
+            for name, cum, calls in top[phase]
+        ]
+        print(c.table(["function", "µs/job (cumulative)", "calls/job"], functions))
 
 
 if __name__ == "__main__":
