@@ -28,6 +28,9 @@ PACKAGE = "{{ cookiecutter.project_slug }}"
 # The worker flags the README recommends, with short polling for SQLite.
 WORKER_FLAGS = ["--worker-type", "process", "--workers", "2", "--delay", "0.01"]
 WORKER_FLAGS += ["--max-delay", "0.25", "--graceful-signal", "TERM", "--shutdown-timeout", "10"]
+# No periodic runs on their own: the example relatorioFila (every 5 minutes)
+# would add a job to the counts of a test that straddles such a minute.
+WORKER_FLAGS += ["--no-periodic"]
 
 
 @pytest.fixture

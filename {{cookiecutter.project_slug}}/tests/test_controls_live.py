@@ -122,7 +122,7 @@ def test_a_running_job_stops_when_cancelled(live):
 
     record = stack.wait_for_status(job_id, {"cancelled", "complete", "failed"}, timeout=10)
     assert record["status"] == "cancelled"
-    assert time.monotonic() - asked < 3
+    assert time.monotonic() - asked < 5  # about 0.5 s when the machine is not busy
     assert record["progress"]["done"] < 100
     assert record["error"]["message"] == "cancelled by alice"
     events = monitor_api(stack, f"job/{job_id}")["events"]
