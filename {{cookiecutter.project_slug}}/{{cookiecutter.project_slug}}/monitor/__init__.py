@@ -61,6 +61,9 @@ def _guard() -> BaseResponse | None:
     """Authentication, then Origin and CSRF checks on anything but GET."""
     off = current_app.extensions.get("monitor_off")
     if off:
+        if not current_app.extensions.get("monitor_off_logged"):
+            current_app.extensions["monitor_off_logged"] = True
+            current_app.logger.error(off)
         return refuse(503, "Monitor off", off)
     mode = security.access_mode()
     if mode == "locked":

@@ -68,7 +68,8 @@ def prepare_secret_key(app: Flask) -> str | None:
         '`python -c "import secrets; print(secrets.token_hex(32))"` and set it in the '
         "environment of the web app."
     )
-    log.error(reason)
+    # Not logged here: workers build the same app but never serve the
+    # monitor. The first request to it logs the reason instead.
     return reason
 
 
