@@ -352,6 +352,17 @@ def test_a_recovered_job_shows_worker_lost_and_counts_as_a_failed_attempt(queued
     assert (overview["recovered"], overview["failed"]) == (1, 1)
 
 
+def test_a_parked_job_reports_its_lost_worker_not_an_earlier_failure(queued):
+    job_id = dispatch(queued, "explode", {"why": "disk full"})
+    run_next(queued)  # the first attempt fails and is queued again
+    queued.on_signal("executing", queued.huey.dequeue())  # then the worker dies
+
+    assert queued.record_parked(job_id, "worker host:1 stopped beating")
+
+    error = queued.get(job_id)["error"]
+    assert (error["type"], error["message"]) == ("WorkerLost", "worker host:1 stopped beating")
+
+
 def test_a_job_that_already_finished_is_not_marked_recovered(history):
     job_id = dispatch(history, "greet", {"name": "Ana"})
     run_next(history)

@@ -336,7 +336,7 @@ class History:
             return False
         at = model.now()
         error = {"type": "WorkerLost", "message": reason}
-        lost = event("worker_lost", at, message=reason, worker=record.get("worker"))
+        lost = event("worker_lost", at, message=reason, worker=record.get("worker"), error=error)
         change = Change(
             job_id,
             record["name"],
@@ -398,7 +398,9 @@ class History:
         events = model.parse_events(record.pop("events", None))
         record = self._complete(record)
         if record["error"] is not None:
-            failures = [e for e in events if e["kind"] == "failed"]
+            # The newest event that carries an error explains the failure
+            # (a "worker_lost" park, or a "failed" attempt with its traceback).
+            failures = [e for e in events if e.get("error")]
             if failures:
                 record["error"] = failures[-1]["error"]
         return record
