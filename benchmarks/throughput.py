@@ -9,6 +9,7 @@ and bare Huey (``RedisHuey`` with its defaults) with the same flags; the
 sides of each pair. Ratios are medians of per-round ratios.
 
     python benchmarks/throughput.py [--n 20000] [--rounds 5] [--pairs default,quiet]
+        [--workers 2]
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ FLAGS = [
 PAIRS = {"default": FLAGS, "quiet": [*FLAGS, "-q"]}
 
 
+def with_workers(flags: list[str], workers: str) -> list[str]:
+    changed = list(flags)
+    changed[changed.index("--workers") + 1] = workers
+    return changed
+
+
 def kit_worker(project: c.Project, flags: list[str]) -> list[str]:
     """``python -m <slug>.worker`` when the kit has its own entry point."""
     worker = (project.root / c.SLUG / "worker.py").read_text()
@@ -46,8 +53,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pairs", default="default,quiet")
+    parser.add_argument(
+        "--workers", default="2", help="worker processes, on both sides"
+    )
     args = parser.parse_args()
     pairs = args.pairs.split(",")
+    flags_of = {
+        pair: with_workers(flags, args.workers) for pair, flags in PAIRS.items()
+    }
 
     c.banner("Throughput: the kit's worker vs bare Huey", "huey", "redis", "flask")
     project = c.generate_project()
@@ -77,7 +90,7 @@ def main() -> None:
 
     configs = []
     for pair in pairs:
-        flags = PAIRS[pair]
+        flags = flags_of[pair]
         configs.append((f"kit {pair}", enqueue_kit, kit_worker(project, flags), flags))
         bare = c.huey_consumer("bare_huey.huey", flags)
         configs.append((f"bare {pair}", enqueue_bare, bare, flags))
