@@ -58,13 +58,19 @@ class Job:
     def description(self) -> str:
         return (self.func.__doc__ or "").strip().split("\n")[0]
 
+    @functools.cached_property
+    def validator(self) -> Schema:
+        """One schema instance per job, reused: building one costs more than
+        validating a small payload, and a schema keeps no state between loads."""
+        return self.schema()
+
     def load(self, payload: Any) -> dict:
         """Validate a payload, raising marshmallow's ``ValidationError``."""
-        return self.schema().load(payload)
+        return self.validator.load(payload)
 
     def dump(self, data: dict) -> dict:
         """Turn validated data back into plain JSON for the queue."""
-        return self.schema().dump(data)
+        return self.validator.dump(data)
 
     def next_retry_delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before the try after failed attempt ``attempt`` (1-based).
