@@ -11,7 +11,7 @@ from flask import Response, abort, jsonify
 from ..history import model
 from . import bp
 from .operations import job_extras, running_extras
-from .views import history, list_filters, redacted, setting
+from .views import history, list_filters, query_list, redacted
 
 
 @bp.get("/api/counts")
@@ -37,19 +37,9 @@ def api_jobs(status: str) -> Response:
     """A page of a status list; pass ``next_cursor`` back as ``cursor``."""
     if status not in model.STATUSES:
         abort(404)
-    filters = list_filters(status)
-    if filters["q"]:
-        rows, cursor, examined = history().search_failed(
-            filters["q"],
-            filters["name"],
-            filters["cursor"],
-            filters["limit"],
-            budget=setting("MONITOR_SEARCH_SCAN_LIMIT"),
-        )
+    rows, cursor, total, examined = query_list(status, list_filters(status))
+    if examined is not None:
         return jsonify(jobs=rows, next_cursor=cursor, examined=examined)
-    rows, cursor, total = history().page(
-        status, filters["name"], filters["cursor"], filters["limit"]
-    )
     if status == model.RUNNING and rows:
         # How far each got, and its time against its timeout.
         extras = running_extras(rows)

@@ -138,20 +138,7 @@ def job_list(status: str) -> str:
     if status not in model.STATUSES:
         abort(404)
     filters = list_filters(status)
-    if filters["q"]:
-        rows, cursor, examined = history().search_failed(
-            filters["q"],
-            filters["name"],
-            filters["cursor"],
-            filters["limit"],
-            budget=setting("MONITOR_SEARCH_SCAN_LIMIT"),
-        )
-        total = None
-    else:
-        rows, cursor, total = history().page(
-            status, filters["name"], filters["cursor"], filters["limit"]
-        )
-        examined = None
+    rows, cursor, total, examined = query_list(status, filters)
     workers = {w["id"]: w for w in history().workers()} if status == model.RUNNING else {}
     return render(
         "jobs.html",
@@ -166,6 +153,27 @@ def job_list(status: str) -> str:
         job_names=sorted(set(jobs.all_jobs()) | ({filters["name"]} - {None})),
         counts=history().counts(),
     )
+
+
+def query_list(status: str, filters: dict[str, Any]) -> tuple[list, Any, int | None, int | None]:
+    """One page of a status list: ``(rows, next cursor, total, examined)``.
+
+    A text search (failed jobs only) reads records newest first within a
+    budget, so it reports how many it ``examined`` instead of a ``total``.
+    """
+    if filters["q"]:
+        rows, cursor, examined = history().search_failed(
+            filters["q"],
+            filters["name"],
+            filters["cursor"],
+            filters["limit"],
+            budget=setting("MONITOR_SEARCH_SCAN_LIMIT"),
+        )
+        return rows, cursor, None, examined
+    rows, cursor, total = history().page(
+        status, filters["name"], filters["cursor"], filters["limit"]
+    )
+    return rows, cursor, total, None
 
 
 def list_filters(status: str) -> dict[str, Any]:
