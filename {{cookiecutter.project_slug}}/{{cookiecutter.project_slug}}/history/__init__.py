@@ -303,26 +303,7 @@ class History:
         the overview's recovered count. Returns False when the record is not
         running or queued any more (then nothing is written).
         """
-        job_id = getattr(task_or_id, "id", task_or_id)
-        record = self.store.get(job_id)
-        if record is None:
-            return False
-        at = model.now()
-        lost = event("worker_lost", at, message=reason, worker=record.get("worker"))
-        change = Change(
-            job_id,
-            record["name"],
-            at,
-            status=model.QUEUED,
-            only_from=(model.RUNNING, model.QUEUED),
-            # A start that was never published still was an attempt.
-            new_attempt="if_queued",
-            count_recovered=True,
-            fields={"finished_at": at},
-            events=[lost],
-            counters={"failed": 1, "recovered": 1},
-        )
-        return self.store.apply([change])
+        return self._worker_lost(task_or_id, reason, recovered=True)
 
     def record_parked(self, task_or_id: Task | str, reason: str) -> bool:
         """Record that a job's worker died and the job is parked as failed.
@@ -330,23 +311,36 @@ class History:
         For the lease reaper, when the job has no retries left or was lost
         too often (a poison pill). Like :meth:`record_recovered`, but final.
         """
+        return self._worker_lost(task_or_id, reason, recovered=False)
+
+    def _worker_lost(self, task_or_id: Task | str, reason: str, recovered: bool) -> bool:
+        """End a run whose worker died: back to the queue, or parked as failed.
+
+        Either way the lost run counts as a failed attempt, and a start that
+        was never published still was an attempt.
+        """
         job_id = getattr(task_or_id, "id", task_or_id)
         record = self.store.get(job_id)
         if record is None:
             return False
         at = model.now()
-        error = {"type": "WorkerLost", "message": reason}
+        fields: dict[str, Any] = {"finished_at": at}
+        error = None
+        if not recovered:
+            error = {"type": "WorkerLost", "message": reason}
+            fields["error"] = model.to_json(error)
         lost = event("worker_lost", at, message=reason, worker=record.get("worker"), error=error)
         change = Change(
             job_id,
             record["name"],
             at,
-            status=model.FAILED,
+            status=model.QUEUED if recovered else model.FAILED,
             only_from=(model.RUNNING, model.QUEUED),
             new_attempt="if_queued",
-            fields={"finished_at": at, "error": model.to_json(error)},
+            count_recovered=recovered,
+            fields=fields,
             events=[lost],
-            counters={"failed": 1},
+            counters={"failed": 1, "recovered": 1} if recovered else {"failed": 1},
         )
         return self.store.apply([change])
 
