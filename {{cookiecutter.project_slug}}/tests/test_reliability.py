@@ -221,8 +221,7 @@ def test_a_stop_signal_lets_the_running_job_finish(reliable_stack, backend, sign
 def test_a_job_still_running_after_the_grace_period_is_queued_again(reliable_stack, backend):
     stack = reliable_stack(backend)
     worker = start_kit_worker(stack, "worker", "--shutdown-timeout", "1")
-    # Long enough that a slow machine can't finish it within the grace period.
-    job_id = dispatch(stack, "testSleep", {"tag": "slow", "seconds": 8})
+    job_id = dispatch(stack, "testSleep", {"tag": "slow", "seconds": 4})
     wait_for(lambda: started(stack, job_id), "the job did not start", 20)
 
     worker.send_signal(signal.SIGTERM)
@@ -232,7 +231,7 @@ def test_a_job_still_running_after_the_grace_period_is_queued_again(reliable_sta
     record = stack.wait_for_status(job_id, {"queued"}, 5)
     assert not record.get("recovered")  # a shutdown is not a lost worker
     start_kit_worker(stack, "next")
-    assert stack.wait_for_status(job_id, {"complete"}, 30)["status"] == "complete"
+    assert stack.wait_for_status(job_id, {"complete"}, 20)["status"] == "complete"
     assert [r["event"] for r in runs(stack) if r["id"] == job_id] == ["start", "start", "end"]
 
 
@@ -242,7 +241,7 @@ def test_plain_huey_consumer_sigterm_requeues_instead_of_losing(reliable_stack):
     stack = reliable_stack("redis")
     flags = ["--worker-type", "process", "--workers", "1"]
     worker = stack.start_worker("plain", flags)
-    job_id = dispatch(stack, "testSleep", {"tag": "plain", "seconds": 6})
+    job_id = dispatch(stack, "testSleep", {"tag": "plain", "seconds": 3})
     wait_for(lambda: started(stack, job_id), "the job did not start", 20)
 
     worker.send_signal(signal.SIGTERM)
@@ -251,7 +250,7 @@ def test_plain_huey_consumer_sigterm_requeues_instead_of_losing(reliable_stack):
 
     stack.wait_for_status(job_id, {"queued"}, 5)
     stack.start_worker("plain", flags)
-    assert stack.wait_for_status(job_id, {"complete"}, 30)["status"] == "complete"
+    assert stack.wait_for_status(job_id, {"complete"}, 20)["status"] == "complete"
 
 
 def test_a_job_over_its_timeout_is_stopped_recorded_and_retried(reliable_stack, backend):
