@@ -160,6 +160,28 @@ def test_an_interrupted_job_goes_back_on_the_queue_unchanged(app, manager):
     assert (again.id, again.retries) == (job_id, task.retries)
 
 
+def test_a_worker_shutting_down_gives_back_the_job_it_takes(app, manager):
+    first, second = queued_job(app), queued_job(app)
+    manager.stopping = lambda: True
+
+    assert manager.take() is None
+
+    assert manager.backend.own(manager.worker) == []
+    assert pending(app) == 2
+    manager.stopping = lambda: False
+    assert manager.take().id == first  # still first in line on Redis and SQLite
+    assert manager.take().id == second
+
+
+def test_a_consumer_tells_its_workers_when_it_stops(app, manager):
+    consumer = app.extensions["huey"].create_consumer(workers=1)
+    assert not manager.stopping()
+
+    consumer.stop_flag.set()
+
+    assert manager.stopping()
+
+
 def test_a_lease_left_by_a_failed_release_is_dropped_by_the_heartbeat(app, manager):
     queued_job(app)
     task = manager.take()

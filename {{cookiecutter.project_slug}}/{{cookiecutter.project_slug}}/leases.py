@@ -159,7 +159,11 @@ def display_name(worker: str) -> str:
 # it: if a reaper recovered the job meanwhile, it must not be queued twice.
 _REQUEUE_LUA = """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-    redis.call('LPUSH', KEYS[2], ARGV[1])
+    if ARGV[2] == 'front' then
+        redis.call('RPUSH', KEYS[2], ARGV[1])
+    else
+        redis.call('LPUSH', KEYS[2], ARGV[1])
+    end
     return 1
 end
 return 0
@@ -280,8 +284,11 @@ class RedisLeases:
         self.add_release(pipe, lease, job_id)
         pipe.execute()
 
-    def requeue(self, lease: Lease) -> bool:
-        return bool(self._requeue(keys=[lease.ref, self.storage.queue_key], args=[lease.raw]))
+    def requeue(self, lease: Lease, front: bool = False) -> bool:
+        """Move a leased message back to the queue: its back, or its front."""
+        end = "front" if front else "back"
+        keys = [lease.ref, self.storage.queue_key]
+        return bool(self._requeue(keys=keys, args=[lease.raw, end]))
 
     def bury(self, lease: Lease) -> None:
         self._bury(keys=[lease.ref, self.dead_key], args=[lease.raw])
@@ -432,12 +439,12 @@ class SqliteLeases:
         with self.storage.db(commit=True) as curs:
             self.add_release(curs, lease, job_id)
 
-    def requeue(self, lease: Lease) -> bool:
+    def requeue(self, lease: Lease, front: bool = False) -> bool:
         with self.storage.db(commit=True) as curs:
             curs.execute("delete from kit_lease where id = ?", (lease.ref,))
             if curs.rowcount != 1:
                 return False
-            self._enqueue(curs, lease.raw, lease.priority)
+            self._enqueue(curs, lease.raw, lease.priority, front)
             return True
 
     def bury(self, lease: Lease) -> None:
@@ -553,10 +560,15 @@ class SqliteLeases:
                     (self.queue, worker, now),
                 )
 
-    def _enqueue(self, curs: sqlite3.Cursor, raw: bytes, priority: float) -> None:
-        # The same row Huey's SqliteStorage.enqueue writes.
+    def _enqueue(
+        self, curs: sqlite3.Cursor, raw: bytes, priority: float, front: bool = False
+    ) -> None:
+        # The same row Huey's SqliteStorage.enqueue writes. Huey takes the
+        # highest priority first, then the lowest row id: a row id below all
+        # others puts the message at the front of its priority.
+        row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
         curs.execute(
-            "insert into task (queue, data, priority) values (?, ?, ?)",
+            f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
             (self.queue, raw, priority or 0),
         )
 
@@ -582,6 +594,9 @@ class LeaseManager:
         # Called for each recovered or parked job, *before* it is queued
         # again (the job history records "worker lost" there).
         self.listeners: list[RecoveryListener] = []
+        # True once the consumer running this process began to shut down
+        # (LeasingHuey.create_consumer wires it to the consumer's stop flag).
+        self.stopping: Callable[[], bool] = lambda: False
         self._reset()
         # A forked worker process starts with state of its own; a weak
         # reference, so that apps built and dropped (tests) can go.
@@ -653,6 +668,12 @@ class LeaseManager:
         self.outage.ok()
         if lease is None:
             return None
+        if self.stopping():
+            # A blocking pop that began before the shutdown can still bring
+            # a job, such as the one another worker of this consumer just
+            # put back: it goes back untouched, for a worker that stays.
+            self._give_back(lease)
+            return None
         try:
             task = self.huey.deserialize_task(lease.raw)
         except Exception:
@@ -664,6 +685,12 @@ class LeaseManager:
         task.kit_lease = lease
         self._track(lease)
         return task
+
+    def _give_back(self, lease: Lease) -> None:
+        try:
+            self.backend.requeue(lease, front=True)
+        except self.backend.errors as exc:
+            log.error("could not give back a job at shutdown (%s); the reaper will recover it", exc)
 
     def _track(self, lease: Lease) -> None:
         key = self.backend.identity(lease)
@@ -878,8 +905,14 @@ class LeasingHuey:
 
     def create_consumer(self, **options: Any) -> Any:
         if self.consumer_class is None:
-            return super().create_consumer(**options)  # type: ignore[misc]
-        return self.consumer_class(self, **options)
+            consumer = super().create_consumer(**options)  # type: ignore[misc]
+        else:
+            consumer = self.consumer_class(self, **options)
+        if self.lease_manager is not None:
+            # Forked worker processes inherit the flag: once it is set, none
+            # of them starts a job it takes off the queue.
+            self.lease_manager.stopping = consumer.stop_flag.is_set
+        return consumer
 
     def dequeue(self) -> Task | None:
         manager = self.lease_manager
