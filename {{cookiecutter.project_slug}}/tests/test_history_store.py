@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import itertools
 import sqlite3
+import threading
 import uuid
 
 import pytest
@@ -82,11 +83,13 @@ def round_trips(monkeypatch):
     original = redis.connection.Connection.send_packed_command
 
     @contextlib.contextmanager
-    def counter():
+    def counter(this_thread_only=False):
         sent = []
+        here = threading.current_thread()
 
         def counting(self, command, check_health=True):
-            sent.append(command)
+            if not this_thread_only or threading.current_thread() is here:
+                sent.append(command)
             return original(self, command, check_health)
 
         monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
@@ -267,23 +270,51 @@ def test_dispatch_is_one_round_trip_on_redis(tmp_path, request, round_trips):
     assert count() == 1
 
 
-def test_a_short_job_costs_its_worker_one_redis_round_trip(tmp_path, request, round_trips):
+def test_a_short_job_costs_its_worker_no_round_trip_to_the_history(tmp_path, request, round_trips):
     history = build("redis", request, tmp_path)
     huey = history.huey
     history.tracker.worker_started()  # as in a worker process
     try:
-        for name in ("warm-up", "Ana", "Bo"):
-            dispatch(history, "greet", {"name": name})
+        ids = [dispatch(history, "greet", {"name": name}) for name in ("warm-up", "Ana", "Bo")]
         huey.execute(huey.dequeue())  # connect, load the script
-        with round_trips() as with_history:
+        with round_trips(this_thread_only=True) as with_history:
             huey.execute(huey.dequeue())
         huey.disconnect_signal(history.on_signal)
-        with round_trips() as bare:
+        with round_trips(this_thread_only=True) as bare:
             huey.execute(huey.dequeue())
     finally:
         history.tracker.worker_stopped()
 
-    assert with_history() - bare() == 1
+    assert with_history() == bare()  # the end is written by the tracker's thread
+    assert history.get(ids[1])["status"] == "complete"
+
+
+def test_a_worker_writes_the_ends_of_many_jobs_in_one_round_trip(queued):
+    history, tracker = queued, queued.tracker
+    ids = [dispatch(history, "greet", {"name": f"n{i}"}) for i in range(20)]
+    batches, writing, go_on = [], threading.Event(), threading.Event()
+    write = tracker.write
+
+    def first_write_takes_a_while(items):
+        batches.append(len(items))
+        if len(batches) == 1:
+            writing.set()
+            go_on.wait(10)
+        write(items)
+
+    tracker.write = first_write_takes_a_while
+    tracker.worker_started()
+    try:
+        run_next(history)
+        assert writing.wait(10)
+        for _ in ids[1:]:
+            run_next(history)  # meanwhile, the other 19 jobs end
+        go_on.set()
+    finally:
+        tracker.worker_stopped()  # writes what is still pending
+
+    assert batches == [1, 19]
+    assert [history.get(job_id)["status"] for job_id in ids] == ["complete"] * 20
 
 
 def test_write_hooks_ride_on_the_signal_writes(history):
@@ -597,6 +628,7 @@ def test_a_short_job_in_a_worker_is_written_once_with_its_start(queued):
     try:
         job_id = dispatch(queued, "greet", {"name": "Ana"})
         run_next(queued)  # finishes well within the publish delay
+        queued.flush()
 
         record = queued.detail(job_id)
         assert (record["status"], record["attempt"]) == ("complete", 1)

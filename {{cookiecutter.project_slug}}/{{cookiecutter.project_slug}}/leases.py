@@ -253,21 +253,26 @@ class RedisLeases:
     def register(self, worker: str, expires_at: float) -> None:
         self.conn.zadd(self.workers_key, {worker: expires_at})
 
-    def take(self, worker: str, expires_at: float) -> Lease | None:
+    def take(self, worker: str, expires_at: float | None) -> Lease | None:
         """Move the next message from the queue into this worker's leases.
 
-        The worker's registration is renewed in the same round trip, before
-        the move: a lease never exists without a registration to expire.
+        With ``expires_at``, the worker's registration is renewed in the
+        same round trip, before the move, so that a lease never exists
+        without a registration to expire.
         """
         storage, key = self.storage, self.held_key(worker)
-        pipe = self.conn.pipeline(transaction=False)
-        pipe.zadd(self.workers_key, {worker: expires_at})
+        # Huey's own dequeue is BRPOP: the same end of the same list.
         if storage.blocking:
-            # Huey's own dequeue is BRPOP: the same end of the same list.
-            pipe.blmove(storage.queue_key, key, storage.read_timeout, "RIGHT", "LEFT")
+            move = ("BLMOVE", storage.queue_key, key, "RIGHT", "LEFT", storage.read_timeout)
         else:
-            pipe.lmove(storage.queue_key, key, "RIGHT", "LEFT")
-        raw = pipe.execute()[1]
+            move = ("LMOVE", storage.queue_key, key, "RIGHT", "LEFT")
+        if expires_at is None:
+            raw = self.conn.execute_command(*move)
+        else:
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.zadd(self.workers_key, {worker: expires_at})
+            pipe.execute_command(*move)
+            raw = pipe.execute()[1]
         return None if raw is None else Lease(raw, key)
 
     def add_release(self, pipe: redis.client.Pipeline, lease: Lease, job_id: str) -> None:
@@ -401,7 +406,7 @@ class SqliteLeases:
     def register(self, worker: str, expires_at: float) -> None:
         self.storage.sql(_SQLITE_REGISTER, (self.queue, worker, expires_at), commit=True)
 
-    def take(self, worker: str, expires_at: float) -> Lease | None:
+    def take(self, worker: str, expires_at: float | None) -> Lease | None:
         storage = self.storage
         # A cheap look first, as Huey's dequeue does, so that idle polling
         # never takes the write lock.
@@ -425,7 +430,8 @@ class SqliteLeases:
                 (self.queue, worker, data, priority),
             )
             lease = Lease(bytes(data), curs.lastrowid, priority)
-            curs.execute(_SQLITE_REGISTER, (self.queue, worker, expires_at))
+            if expires_at is not None:
+                curs.execute(_SQLITE_REGISTER, (self.queue, worker, expires_at))
             return lease
 
     def add_release(self, curs: sqlite3.Cursor, lease: Lease, job_id: str) -> None:
@@ -578,6 +584,9 @@ class SqliteLeases:
 
 RecoveryListener = Callable[[Recovery], None]
 
+# Seconds between two registration renewals made by take() itself.
+RENEW_ON_TAKE_EVERY = 1.0
+
 
 class LeaseManager:
     """Takes, releases and recovers leases for one Huey instance.
@@ -615,6 +624,7 @@ class LeaseManager:
         self._live: dict[Any, int] = {}
         self._suspects: set[Any] = set()
         self._take_failures = 0
+        self._renewed_at = 0.0  # when take() last renewed the registration
 
     @property
     def worker(self) -> str:
@@ -655,8 +665,12 @@ class LeaseManager:
 
     def take(self) -> Task | None:
         """Huey's dequeue: the next job, together with a lease on it."""
+        # The registration is renewed by the heartbeat, and here at most once
+        # a second: a busy worker need not pay for it with every job.
+        now = time.time()
+        renew = now - self._renewed_at >= RENEW_ON_TAKE_EVERY
         try:
-            lease = self.backend.take(self.worker, time.time() + self.settings.timeout)
+            lease = self.backend.take(self.worker, now + self.settings.timeout if renew else None)
         except self.backend.errors as exc:
             self.outage.failed(exc)
             self._take_failures += 1
@@ -665,6 +679,8 @@ class LeaseManager:
             time.sleep(min(2.0, 0.05 * 2 ** min(self._take_failures, 6)))
             return None
         self._take_failures = 0
+        if renew:
+            self._renewed_at = now
         self.outage.ok()
         if lease is None:
             return None
@@ -728,9 +744,15 @@ class LeaseManager:
             self.backend.add_release(handle, lease, task.id)
 
     def finish(self, task: Task) -> None:
-        """Release the task's lease: its run is over, whatever the outcome."""
+        """Release the task's lease: its run is over, whatever the outcome.
+
+        Unless the history's last write for the run is still pending: the
+        lease goes with it, so that no job ends with no record of its end.
+        """
         lease: Lease | None = getattr(task, "kit_lease", None)
-        if lease is None or not self._untrack(lease):
+        if lease is None or getattr(task, "kit_write_pending", False):
+            return
+        if not self._untrack(lease):
             return
         try:
             self.backend.release(lease, task.id)
@@ -776,7 +798,9 @@ class LeaseManager:
     def beat(self) -> None:
         """Renew this worker's registration; drop leases nobody here holds."""
         try:
-            self.backend.register(self.worker, time.time() + self.settings.timeout)
+            now = time.time()
+            self.backend.register(self.worker, now + self.settings.timeout)
+            self._renewed_at = now
             self._check_own()
         except self.backend.errors as exc:
             self.outage.failed(exc)

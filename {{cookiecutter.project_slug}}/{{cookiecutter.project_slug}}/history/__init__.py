@@ -36,6 +36,16 @@ __all__ = ["History", "Settings", "model"]
 RECORDED = "_history_recorded"  # its "queued" record was already written
 RETRY_NOTED = "_history_retry_noted"  # the failure already said "retrying"
 RESULT = "_history_result"  # the return value ("complete" does not carry it)
+# Set on a task whose last write waits in the tracker's next batch: that
+# write releases the job's lease (leases.py), so nothing else may.
+WRITE_PENDING = "kit_write_pending"
+
+# Changes per round trip, at most.
+MAX_BATCH = 100
+
+# The end of a run, which a worker hands to its tracker's thread (see
+# tracker.py). Other writes are made at once, after the deferred ones.
+WRITTEN_BEHIND = frozenset({model.COMPLETE, model.FAILED, model.CANCELLED})
 
 # Failure signals: (error type to record, final status when no retry is left).
 FAILURES = {
@@ -54,7 +64,7 @@ class History:
         self.huey = huey
         self.settings = Settings.from_config(config or {})
         self.store = open_store(huey, self.settings)
-        self.tracker = Tracker(self._publish, self.settings)
+        self.tracker = Tracker(self._publish, self._write_all, self.settings)
         huey.on_startup("job_history")(self.tracker.worker_started)
         huey.on_shutdown("job_history")(self._worker_stopped)
         huey.post_execute("job_history")(_keep_result)
@@ -258,16 +268,50 @@ class History:
         self._write(signal, task, change)
 
     def _write(self, signal: str, task: Task, change: Change) -> None:
-        """One signal, one write; write hooks may add to the same round trip."""
+        """One signal, one write; write hooks may add to the same round trip.
+
+        In a worker, the end of a run goes to the tracker's thread, which
+        writes many jobs' ends in one round trip; any other write is made
+        at once, after those, so a job's changes land in the order they
+        happened.
+        """
+        if self.tracker.writes_behind:
+            if change.status in WRITTEN_BEHIND and signal != S.SIGNAL_INTERRUPTED:
+                setattr(task, WRITE_PENDING, True)
+                self.tracker.defer((signal, task, change))
+                return
+            self.tracker.drain()
+        self._write_all([(signal, task, change)])
+
+    def _write_all(self, items: list[tuple[str, Task, Change]]) -> None:
+        """Write ``(signal, task, change)`` items, as few round trips as possible.
+
+        A backend reads every job's record before it writes any, so a batch
+        holds each job once; a second change to the same job starts another.
+        Batches are capped, to keep each Lua call or transaction short.
+        """
+        start = 0
+        while start < len(items):
+            ids: set[str] = set()
+            end = start
+            while end < len(items) and len(ids) < MAX_BATCH and items[end][2].job_id not in ids:
+                ids.add(items[end][2].job_id)
+                end += 1
+            self._write_batch(items[start:end])
+            start = end
+
+    def _write_batch(self, items: list[tuple[str, Task, Change]]) -> None:
+        changes = [change for _, _, change in items]
         if not self.write_hooks:
-            self.store.apply([change])
+            self.store.apply(changes)
             return
 
         def extra(handle: Any) -> None:
-            for hook in self.write_hooks:
-                hook(signal, task, handle)
+            for signal, task, _ in items:
+                for hook in self.write_hooks:
+                    hook(signal, task, handle)
 
-        self.store.apply([change], extra=extra)
+        self.store.apply(changes, extra=extra)
 
     def _running(self, running: Running) -> Change:
         worker = model.worker_id()
@@ -357,6 +401,14 @@ class History:
             events=[event(kind, at, message=message, **detail)],
         )
         return self.store.apply([change])
+
+    def flush(self) -> None:
+        """Write now what this worker process handed to its tracker's thread.
+
+        Reads see a finished job within a round trip or so anyway; this is
+        for code (and tests) that must read it back at once.
+        """
+        self.tracker.drain()
 
     def on_heartbeat(self, hook: Callable[[list[str]], None]) -> None:
         """Call ``hook(running_job_ids)`` after each heartbeat of a worker process."""

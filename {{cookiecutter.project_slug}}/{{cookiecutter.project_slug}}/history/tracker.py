@@ -1,18 +1,26 @@
-"""What a worker process is running right now, and its heartbeat.
+"""What a worker process is running right now, its heartbeat, and its writes.
 
 Writing "running" the moment each job starts would cost every job a second
 round trip to the store, about a fifth of a Huey worker's throughput. So a
 worker only notes the start in memory; a background thread publishes jobs
 that are still running after ``HISTORY_RUNNING_PUBLISH_DELAY`` seconds, in
 one write together with the heartbeat. A job that finishes sooner is written
-once, when it finishes, start included. Outside a worker (the web app,
-immediate mode) there is no thread and starts are written at once.
+once, when it finishes, start included.
+
+That one write, the end of a run, is not made by the job's worker either: it
+hands the write to the same thread and takes its next job. The thread writes
+what it was handed as soon as it can, all of it in one round trip, so a busy
+worker pays one round trip for many jobs (a group commit). The job's lease is
+released in that same write, so a worker that dies before it lands loses no
+job: the job runs again. Outside a worker (the web app, immediate mode) there
+is no thread, and every write is made at once.
 """
 
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +29,13 @@ from . import model
 
 log = logging.getLogger(__name__)
 
-# How often the background thread wakes up, at most.
+# How often the background thread looks at running jobs and the heartbeat.
 TICK_SECONDS = 0.25
+# The shortest time between two writes of deferred items, in seconds.
+WRITE_INTERVAL = 0.01
+# Deferred writes kept while the store is unreachable; beyond that the oldest
+# are dropped (their jobs' leases stay, so those jobs run again).
+MAX_PENDING = 10_000
 
 
 @dataclass
@@ -39,9 +52,12 @@ class Tracker:
     def __init__(
         self,
         publish: Callable[[list[Running], dict[str, Any]], None],
+        write: Callable[[list[Any]], None],
         settings: model.Settings,
     ):
         self.publish = publish
+        # Writes deferred items, oldest first, in as few round trips as it can.
+        self.write = write
         self.settings = settings
         self.worker_type = "thread"
         self.workers = 1
@@ -60,6 +76,9 @@ class Tracker:
         self._started_at = model.now()
         self._last_beat = 0.0
         self._failing = False
+        self._pending: list[Any] = []
+        self._wake = threading.Condition()  # guards _pending; wakes the thread
+        self._write_lock = threading.Lock()  # batches are written one at a time, in order
 
     # -- Huey worker hooks ------------------------------------------------
 
@@ -89,9 +108,45 @@ class Tracker:
             thread, self._thread = self._thread, None
         if last and thread is not None:
             self._stop.set()
-            thread.join(timeout=5)
+            with self._wake:
+                self._wake.notify()
+            thread.join(timeout=5)  # it writes what is still pending first
             return True
         return False
+
+    # -- deferred writes ------------------------------------------------------
+
+    @property
+    def writes_behind(self) -> bool:
+        """True in a worker process, whose thread can write for its jobs."""
+        return self._thread is not None and self._pid == os.getpid()
+
+    def defer(self, item: Any) -> None:
+        """Hand a write to the thread; it lands within a round trip or so."""
+        with self._wake:
+            self._pending.append(item)
+            if len(self._pending) > MAX_PENDING:
+                del self._pending[0]
+                log.error("job history store unreachable: dropped its oldest pending write")
+            self._wake.notify()
+
+    def drain(self) -> bool:
+        """Write everything deferred so far, now; False if there was nothing.
+
+        For a write that must come after them, and for tests.
+        """
+        with self._write_lock:
+            with self._wake:
+                items, self._pending = self._pending, []
+            if not items:
+                return False
+            try:
+                self.write(items)
+            except BaseException:
+                with self._wake:
+                    self._pending[:0] = items  # kept, in order, for the next try
+                raise
+            return True
 
     # -- called from signal handlers --------------------------------------
 
@@ -120,30 +175,53 @@ class Tracker:
     # -- the background thread -----------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
-            self._safe_tick()
+        next_tick = time.monotonic() + TICK_SECONDS
+        while True:
+            with self._wake:
+                if not self._pending and not self._stop.is_set():
+                    self._wake.wait(max(0.0, next_tick - time.monotonic()))
+            stopping = self._stop.is_set()
+            wrote_at = time.monotonic()
+            if not self._safely(self.drain) and not stopping:
+                self._stop.wait(TICK_SECONDS)  # the store is down: no busy loop
+            if stopping:
+                return
+            # At most one write per WRITE_INTERVAL: an idle worker's job is
+            # written at once, a busy worker's jobs are gathered into batches.
+            self._stop.wait(WRITE_INTERVAL - (time.monotonic() - wrote_at))
+            if time.monotonic() >= next_tick:
+                self._safe_tick()
+                next_tick = time.monotonic() + TICK_SECONDS
 
     def _safe_tick(self) -> None:
+        self._safely(lambda: self.tick(model.now()))
+
+    def _safely(self, write: Callable[[], bool]) -> bool:
+        """Run ``write``, logging an outage once; False if it failed."""
         try:
-            self.tick(model.now())
+            wrote = write()
         except Exception:  # a store outage must not kill the thread
             if not self._failing:
                 # Once per outage, not four times a second.
-                log.exception("could not publish running jobs and heartbeat; will retry")
+                log.exception("could not write to the job history; will retry")
             self._failing = True
-        else:
-            if self._failing:
-                log.warning("running jobs and heartbeat are published again")
+            return False
+        if wrote and self._failing:
+            log.warning("the job history is written again")
             self._failing = False
+        return True
 
-    def tick(self, at: float) -> None:
-        """Publish jobs running longer than the delay; beat when due."""
+    def tick(self, at: float) -> bool:
+        """Publish jobs running longer than the delay; beat when due.
+
+        Returns whether it wrote anything.
+        """
         delay = self.settings.running_publish_delay
         with self._lock:
             due = [r for r in self._jobs.values() if not r.published and at - r.started_at >= delay]
             beat_due = at - self._last_beat >= self.settings.heartbeat_seconds
             if not due and not beat_due:
-                return
+                return False
             beat = self.heartbeat(at)
             # Holding the lock while writing keeps finished() waiting, which
             # is what orders "running" before the end of the same job.
@@ -154,6 +232,7 @@ class Tracker:
             ids = list(self._jobs)
         for hook in self.heartbeat_hooks:
             hook(ids)
+        return True
 
     def heartbeat(self, at: float) -> dict[str, Any]:
         """This process as the workers page shows it."""
