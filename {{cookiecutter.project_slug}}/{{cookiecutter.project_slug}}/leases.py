@@ -734,7 +734,9 @@ class LeaseManager:
         cursor that other bookkeeping may use (``History.write_hooks``). A
         run's last write (complete, failed for good, its retry on the
         schedule) carries the release, so leases cost no round trip of their
-        own. If that write fails, the heartbeat's check finds the lease.
+        own. If that write fails, the heartbeat's check finds the lease. In
+        a worker that write is usually made later, by the history's thread
+        (``kit_write_pending`` on the task): ``finish`` leaves the lease to it.
         """
         lease: Lease | None = getattr(task, "kit_lease", None)
         if lease is None or lease.released:

@@ -9,8 +9,9 @@ Where it lives follows the queue: Redis keys next to Huey's (see
 ``redis_store``), or tables in the same SQLite file (``sqlite_store``); in
 immediate mode (tests), an in-memory SQLite database.
 
-Every write is one round trip (one Lua call, or one transaction), and a job
-that finishes quickly costs its worker a single write: see ``tracker``.
+Every write is one round trip (one Lua call, or one transaction). In a
+worker, a job that finishes quickly costs no write of its own: its end joins
+other jobs' ends in one write from a background thread (see ``tracker``).
 """
 
 import datetime
