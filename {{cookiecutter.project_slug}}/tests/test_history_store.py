@@ -289,9 +289,14 @@ def test_a_short_job_costs_its_worker_no_round_trip_to_the_history(tmp_path, req
     assert history.get(ids[1])["status"] == "complete"
 
 
-def test_a_worker_writes_the_ends_of_many_jobs_in_one_round_trip(queued):
-    history, tracker = queued, queued.tracker
-    ids = [dispatch(history, "greet", {"name": f"n{i}"}) for i in range(20)]
+def run_in_one_batch(history, ids):
+    """Run the queued jobs ``ids`` as a worker does, their ends in one write.
+
+    The tracker's thread is held in its first write (the first job's end)
+    while the other jobs run, so their ends wait for its next write together.
+    Returns the sizes of the writes it made.
+    """
+    tracker = history.tracker
     batches, writing, go_on = [], threading.Event(), threading.Event()
     write = tracker.write
 
@@ -308,13 +313,20 @@ def test_a_worker_writes_the_ends_of_many_jobs_in_one_round_trip(queued):
         run_next(history)
         assert writing.wait(10)
         for _ in ids[1:]:
-            run_next(history)  # meanwhile, the other 19 jobs end
+            run_next(history)
         go_on.set()
     finally:
         tracker.worker_stopped()  # writes what is still pending
+        tracker.write = write
+    return batches
 
-    assert batches == [1, 19]
-    assert [history.get(job_id)["status"] for job_id in ids] == ["complete"] * 20
+
+def test_a_worker_writes_the_ends_of_many_jobs_in_one_round_trip(queued):
+    ids = [dispatch(queued, "greet", {"name": f"n{i}"}) for i in range(20)]
+
+    assert run_in_one_batch(queued, ids) == [1, 19]
+
+    assert [queued.get(job_id)["status"] for job_id in ids] == ["complete"] * 20
 
 
 def test_write_hooks_ride_on_the_signal_writes(history):
@@ -488,6 +500,20 @@ def test_completed_records_beyond_the_count_limit_are_pruned_oldest_first(make):
 
     assert history.counts()["complete"] == 3
     assert [history.get(i) is None for i in ids] == [True] * 3 + [False] * 3
+
+
+def test_jobs_ended_in_one_write_are_counted_and_pruned_like_jobs_ended_one_by_one(
+    make_queued,
+):
+    history = make_queued(HISTORY_COMPLETED_MAX_COUNT=3)
+    ids = [dispatch(history, "greet", {"name": str(i)}) for i in range(6)]
+
+    assert run_in_one_batch(history, ids) == [1, 5]
+
+    assert history.counts()["complete"] == 3
+    assert [history.get(i) is None for i in ids] == [True] * 3 + [False] * 3
+    last_two_minutes = history.overview()["per_minute"][-2:]
+    assert sum(minute["complete"] for minute in last_two_minutes) == 6
 
 
 def test_failed_records_are_kept_by_their_own_longer_limits(make):

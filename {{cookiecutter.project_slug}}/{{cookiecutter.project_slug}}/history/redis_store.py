@@ -56,16 +56,17 @@ local function allowed(change, status)
   return false
 end
 
--- Append timeline lines; past the size cap, drop the oldest lines but keep
--- the first one (when and how the job was queued).
-local function append_events(key, lines, max_bytes)
-  local text = (redis.call('HGET', key, 'events') or '') .. lines
+-- The timeline with new lines appended; past the size cap, drop the oldest
+-- lines but keep the first one (when and how the job was queued).
+local function events_text(key, exists, lines, max_bytes)
+  local text = lines
+  if exists then text = (redis.call('HGET', key, 'events') or '') .. lines end
   if #text > max_bytes then
     local first_end = string.find(text, '\n', 1, true)
     local cut = string.find(text, '\n', first_end + #text - max_bytes, true)
     if cut then text = string.sub(text, 1, first_end) .. string.sub(text, cut + 1) end
   end
-  redis.call('HSET', key, 'events', text)
+  return text
 end
 
 -- Drop at most `limit` records of a final status that are older than the
@@ -89,13 +90,16 @@ local function prune(status, cutoff, max_count, limit)
   end
 end
 
-local function bump(key, counters, ttl)
-  local any = false
+-- Counters and pruning are gathered over all the changes, then written once
+-- per rollup key and once per status: a batch of many jobs' ends costs a
+-- few commands for them, not a few per job.
+local bumps, ttls, prunes = {}, {}, {}
+local function add_bumps(key, counters, ttl)
   for field, amount in pairs(counters) do
-    redis.call('HINCRBY', key, field, amount)
-    any = true
+    bumps[key] = bumps[key] or {}
+    bumps[key][field] = (bumps[key][field] or 0) + amount
+    ttls[key] = ttl
   end
-  if any then redis.call('EXPIRE', key, ttl) end
 end
 
 local current = {}
@@ -120,9 +124,24 @@ for i, c in ipairs(changes) do
       redis.call('ZREM', index_key(old, name), c.id)
     end
   else
-    if not old then redis.call('HSET', key, 'name', name) end
-    for field, value in pairs(c.create) do redis.call('HSETNX', key, field, value) end
-    for field, value in pairs(c.set) do redis.call('HSET', key, field, value) end
+    -- Every field in one HSET: a new record's name and its create fields
+    -- first, so that the change's own fields win over them.
+    local fields = {}
+    local function put(field, value)
+      fields[#fields + 1] = field
+      fields[#fields + 1] = value
+    end
+    if not old then
+      put('name', name)
+      for field, value in pairs(c.create) do put(field, value) end
+    end
+    for field, value in pairs(c.set) do put(field, value) end
+    if c.events ~= '' then put('events', events_text(key, old, c.events, c.events_max)) end
+    if c.status ~= '' then
+      put('status', c.status)
+      put('state_at', c.at)
+    end
+    if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
     for _, field in ipairs(c.unset) do redis.call('HDEL', key, field) end
     if c.attempt == 'always' or (c.attempt == 'if_queued' and old == 'queued') then
       redis.call('HINCRBY', key, 'attempt', 1)
@@ -132,20 +151,32 @@ for i, c in ipairs(changes) do
       if started then redis.call('HSET', key, 'duration', tonumber(c.at) - tonumber(started)) end
     end
     if c.recovered then redis.call('HINCRBY', key, 'recovered', 1) end
-    if c.events ~= '' then append_events(key, c.events, c.events_max) end
     if c.status ~= '' then
       if old and old ~= c.status then
         redis.call('ZREM', index_key(old), c.id)
         redis.call('ZREM', index_key(old, name), c.id)
       end
-      redis.call('HSET', key, 'status', c.status, 'state_at', c.at)
       redis.call('ZADD', index_key(c.status), c.score, c.id)
       redis.call('ZADD', index_key(c.status, name), c.score, c.id)
-      if c.keep then prune(c.status, c.keep.cutoff, c.keep.count, 2) end
+      if c.keep then
+        local p = prunes[c.status]
+        if p then
+          p.cutoff = math.max(p.cutoff, tonumber(c.keep.cutoff))
+          p.limit = p.limit + 2
+        else
+          prunes[c.status] = {cutoff = tonumber(c.keep.cutoff), count = c.keep.count, limit = 2}
+        end
+      end
     end
-    bump(P .. ':m:' .. c.minute, c.per_minute, c.minute_ttl)
-    bump(P .. ':h:' .. c.hour, c.per_hour, c.hour_ttl)
+    add_bumps(P .. ':m:' .. c.minute, c.per_minute, c.minute_ttl)
+    add_bumps(P .. ':h:' .. c.hour, c.per_hour, c.hour_ttl)
   end
+end
+
+for status, p in pairs(prunes) do prune(status, p.cutoff, p.count, p.limit) end
+for key, counters in pairs(bumps) do
+  for field, amount in pairs(counters) do redis.call('HINCRBY', key, field, amount) end
+  redis.call('EXPIRE', key, ttls[key])
 end
 
 if ARGV[5] ~= '' then
