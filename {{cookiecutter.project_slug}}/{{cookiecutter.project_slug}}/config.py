@@ -124,6 +124,11 @@ MONITOR_PASSWORD = None
 MONITOR_OPEN_IN_DEBUG = False
 # A login lasts this many hours.
 MONITOR_SESSION_HOURS = 8
+# An address that gets the credentials wrong this many times within the window
+# (seconds), on the login form, over HTTP Basic or on /metrics, is refused
+# with 429 until the window has passed. Counted per web process.
+MONITOR_LOGIN_ATTEMPTS = 10
+MONITOR_LOGIN_WINDOW = 600
 # Payload and result keys shown as "[redacted]": a key is hidden when it
 # contains one of these, ignoring case, "_" and "-" ("api_key", "X-Api-Key").
 MONITOR_REDACT_KEYS = [

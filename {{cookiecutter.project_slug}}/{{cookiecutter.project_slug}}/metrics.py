@@ -71,6 +71,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .monitor import security
 from .queue import BACKEND_ERRORS
 
 log = logging.getLogger(__name__)
@@ -525,11 +526,12 @@ def _authorized() -> bool | None:
         return hmac.compare_digest(value.encode(), str(token).encode())
     if username and password and scheme.lower() == "basic":
         try:
-            given = base64.b64decode(value, validate=True)
-        except ValueError:
+            given = base64.b64decode(value, validate=True).decode()
+        except ValueError:  # also bytes that are not UTF-8
             return False
-        expected = f"{username}:{password}".encode()
-        return hmac.compare_digest(given, expected)
+        user, _, secret = given.partition(":")
+        # The monitor's check: constant time, and the same limit on failures.
+        return security.check_credentials(user, secret)
     return False
 
 

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from {{ cookiecutter.project_slug }} import create_app
+from {{ cookiecutter.project_slug }}.monitor.security import LoginThrottle
 
 from .monitor_helpers import PASSWORD, USERNAME, MonitorClient
 
@@ -132,6 +133,76 @@ def test_wrong_http_basic_gets_401_and_a_challenge(anonymous):
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="monitor"'
     assert response.get_json()["error"] == "Login required"
+
+
+@pytest.fixture
+def three_tries(tmp_path) -> MonitorClient:
+    """A monitor that refuses an address after three wrong sign-ins in a minute."""
+    app = app_with(
+        tmp_path,
+        MONITOR_USERNAME=USERNAME,
+        MONITOR_PASSWORD=PASSWORD,
+        MONITOR_LOGIN_ATTEMPTS=3,
+        MONITOR_LOGIN_WINDOW=60,
+    )
+    return MonitorClient(app)
+
+
+def test_an_address_that_keeps_failing_is_refused_even_with_the_right_password(three_tries):
+    for _ in range(3):
+        assert three_tries.log_in(password="guess").status_code == 401
+
+    response = three_tries.log_in()
+
+    assert response.status_code == 429
+    assert "Too many" in response.text
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+
+
+def test_wrong_http_basic_counts_towards_the_same_limit(three_tries):
+    for _ in range(3):
+        wrong = three_tries.get("/monitor/api/counts", headers=basic(USERNAME, "x"))
+        assert wrong.status_code == 401
+
+    response = three_tries.get("/monitor/api/counts", headers=basic(USERNAME, PASSWORD))
+
+    assert response.status_code == 429
+    assert response.get_json()["error"] == "Too many attempts"
+    assert response.headers["Retry-After"]
+
+
+def test_metrics_basic_auth_is_held_to_the_same_limit(three_tries):
+    for _ in range(3):
+        assert three_tries.get("/metrics", headers=basic(USERNAME, "x")).status_code == 401
+
+    assert three_tries.get("/metrics", headers=basic(USERNAME, PASSWORD)).status_code == 429
+
+
+def test_other_addresses_can_still_sign_in(three_tries):
+    for _ in range(3):
+        three_tries.log_in(password="guess")
+    elsewhere = MonitorClient(three_tries.app)
+    elsewhere.client.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+
+    assert elsewhere.log_in().status_code == 302
+
+
+def test_failures_older_than_the_window_no_longer_count():
+    throttle = LoginThrottle(limit=2, window=60)
+    throttle.failed("192.0.2.1", now=0)
+    throttle.failed("192.0.2.1", now=10)
+
+    assert throttle.wait("192.0.2.1", now=11) == 49
+    assert throttle.wait("192.0.2.1", now=61) == 0
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses():
+    throttle = LoginThrottle(limit=1, window=60, max_addresses=2)
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        throttle.failed(address, now=0)
+
+    assert throttle.wait("192.0.2.1", now=1) == 0  # forgotten: the oldest
+    assert throttle.wait("192.0.2.3", now=1) == 59
 
 
 def test_without_a_secret_key_the_monitor_stays_off_in_production(tmp_path):

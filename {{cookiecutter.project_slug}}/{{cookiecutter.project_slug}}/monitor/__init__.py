@@ -22,6 +22,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..queue import BACKEND_ERRORS
@@ -102,6 +103,13 @@ def _headers(response: Response) -> Response:
 @bp.errorhandler(404)
 def _not_found(exc: Exception) -> Response:
     return refuse(404, "Not found", "There is no such job or page (it may have been pruned).")
+
+
+@bp.errorhandler(TooManyRequests)
+def _too_many(exc: TooManyRequests) -> Response:
+    response = refuse(429, "Too many attempts", str(exc.description))
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _unavailable(exc: Exception) -> Response:

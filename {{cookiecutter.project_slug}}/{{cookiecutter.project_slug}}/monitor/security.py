@@ -6,7 +6,10 @@ one is closed by default:
 
 * Credentials come from configuration (``MONITOR_USERNAME`` and
   ``MONITOR_PASSWORD``) and are compared in constant time. A browser logs in
-  with a form; scripts send HTTP Basic. With no credentials configured the
+  with a form; scripts send HTTP Basic. An address that gets them wrong
+  ``MONITOR_LOGIN_ATTEMPTS`` times within ``MONITOR_LOGIN_WINDOW`` seconds is
+  refused (429) until the window has passed, so a password cannot be guessed
+  at the speed of the web server. With no credentials configured the
   monitor refuses everyone and says how to set them, unless
   ``MONITOR_OPEN_IN_DEBUG`` is on *and* the app runs in debug mode.
 * Every POST carries a CSRF token tied to the session, and is refused when the
@@ -19,11 +22,14 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 import secrets
+import threading
 import time
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
 log = logging.getLogger(__name__)
@@ -83,16 +89,77 @@ def access_mode() -> str:
     return "locked"
 
 
+class LoginThrottle:
+    """Failed sign-ins per client address, counted in this web process.
+
+    Each process counts on its own, so with N gunicorn workers an address
+    gets at most N times the limit per window: slow enough to stop a password
+    being guessed, with no shared store to reach first.
+    """
+
+    def __init__(self, limit: int, window: float, max_addresses: int = 10_000):
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        # address -> times of its recent failures, least recently failed first
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds before ``address`` may try again (0: it may now)."""
+        with self._lock:
+            recent = self._recent(address, now)
+            if len(recent) < self.limit:
+                return 0.0
+            return recent[-self.limit] + self.window - now
+
+    def failed(self, address: str, now: float) -> None:
+        with self._lock:
+            recent = self._recent(address, now)
+            self._failures.pop(address, None)
+            self._failures[address] = [*recent[-(self.limit - 1) :], now]
+            while len(self._failures) > self.max_addresses:
+                del self._failures[next(iter(self._failures))]
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        return [t for t in self._failures.get(address, ()) if now - t < self.window]
+
+
+def throttle() -> LoginThrottle:
+    """This app's login throttle (one per process)."""
+    found = current_app.extensions.get("monitor_login_throttle")
+    if found is None:
+        config = current_app.config
+        limit, window = int(config["MONITOR_LOGIN_ATTEMPTS"]), float(config["MONITOR_LOGIN_WINDOW"])
+        found = current_app.extensions["monitor_login_throttle"] = LoginThrottle(limit, window)
+    return found
+
+
 def check_credentials(username: str, password: str) -> bool:
-    """Compare both values in constant time, so timing reveals neither."""
+    """Compare both values in constant time, so timing reveals neither.
+
+    Raises ``TooManyRequests`` (429, with ``Retry-After``) for an address that
+    failed too often lately, even when the credentials are right.
+    """
     config = current_app.config
+    address, now = request.remote_addr or "unknown", time.monotonic()
+    wait = throttle().wait(address, now)
+    if wait > 0:
+        raise TooManyRequests(
+            "Too many failed sign-ins from this address: try again later.",
+            retry_after=math.ceil(wait),
+        )
     user_ok = hmac.compare_digest(
         username.encode(), str(config.get("MONITOR_USERNAME") or "").encode()
     )
     password_ok = hmac.compare_digest(
         password.encode(), str(config.get("MONITOR_PASSWORD") or "").encode()
     )
-    return user_ok and password_ok
+    if not (user_ok and password_ok):
+        log.warning("failed monitor sign-in from %s", address)
+        throttle().failed(address, now)
+        return False
+    return True
 
 
 def basic_auth_user() -> str | None:
