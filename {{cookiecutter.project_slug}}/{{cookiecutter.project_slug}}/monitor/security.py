@@ -116,8 +116,9 @@ class LoginThrottle:
     def failed(self, address: str, now: float) -> None:
         with self._lock:
             recent = self._recent(address, now)
-            self._failures.pop(address, None)
-            self._failures[address] = [*recent[-(self.limit - 1) :], now]
+            self._failures.pop(address, None)  # re-inserted last: the newest
+            # Only the last ``limit`` failures decide how long to wait.
+            self._failures[address] = [*recent[max(0, len(recent) - self.limit + 1) :], now]
             while len(self._failures) > self.max_addresses:
                 del self._failures[next(iter(self._failures))]
 
@@ -130,7 +131,8 @@ def throttle() -> LoginThrottle:
     found = current_app.extensions.get("monitor_login_throttle")
     if found is None:
         config = current_app.config
-        limit, window = int(config["MONITOR_LOGIN_ATTEMPTS"]), float(config["MONITOR_LOGIN_WINDOW"])
+        limit = max(1, int(config["MONITOR_LOGIN_ATTEMPTS"]))
+        window = float(config["MONITOR_LOGIN_WINDOW"])
         found = current_app.extensions["monitor_login_throttle"] = LoginThrottle(limit, window)
     return found
 
