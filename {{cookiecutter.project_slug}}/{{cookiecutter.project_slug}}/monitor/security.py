@@ -144,8 +144,8 @@ def check_credentials(username: str, password: str) -> bool:
     failed too often lately, even when the credentials are right.
     """
     config = current_app.config
-    address, now = request.remote_addr or "unknown", time.monotonic()
-    wait = throttle().wait(address, now)
+    address, now, limiter = request.remote_addr or "unknown", time.monotonic(), throttle()
+    wait = limiter.wait(address, now)
     if wait > 0:
         raise TooManyRequests(
             "Too many failed sign-ins from this address: try again later.",
@@ -159,7 +159,7 @@ def check_credentials(username: str, password: str) -> bool:
     )
     if not (user_ok and password_ok):
         log.warning("failed monitor sign-in from %s", address)
-        throttle().failed(address, now)
+        limiter.failed(address, now)
         return False
     return True
 
