@@ -6,11 +6,13 @@ exactly what was queued). Integration tests start the real thing, a web
 server and a ``huey_consumer``, with ``start_stack``.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from support import free_port, redis_answers, unique_queue_name, wait_for
 
 from {{ cookiecutter.project_slug }} import create_app
@@ -208,3 +211,40 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+# What redis-py sends when it opens a connection: not a request of the code
+# being measured (another thread may hold the pooled connection meanwhile).
+HANDSHAKE = {b"HELLO", b"CLIENT", b"AUTH", b"SELECT"}
+
+
+def command_name(packed) -> bytes:
+    """The first command's name in a RESP-encoded request."""
+    data = b"".join(packed) if isinstance(packed, list | tuple) else bytes(packed)
+    parts = data.split(b"\r\n", 3)
+    return parts[2].upper() if len(parts) > 2 else b""
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """Count requests sent to Redis: a pipeline or a script call is one."""
+    original = redis.connection.Connection.send_packed_command
+
+    @contextlib.contextmanager
+    def counter(this_thread_only=False):
+        sent = []
+        here = threading.current_thread()
+
+        def counting(self, command, check_health=True):
+            mine = not this_thread_only or threading.current_thread() is here
+            if mine and command_name(command) not in HANDSHAKE:
+                sent.append(command)
+            return original(self, command, check_health)
+
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+        try:
+            yield lambda: len(sent)
+        finally:
+            monkeypatch.setattr(redis.connection.Connection, "send_packed_command", original)
+
+    return counter

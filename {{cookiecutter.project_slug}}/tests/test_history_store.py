@@ -5,7 +5,6 @@ plays the worker's part in-process (``run_next`` dequeues and executes, as
 ``huey_consumer`` does), so every signal fires exactly as in production.
 """
 
-import contextlib
 import datetime
 import itertools
 import sqlite3
@@ -75,43 +74,6 @@ def history(make):
 @pytest.fixture
 def queued(make_queued):
     return make_queued()
-
-
-# What redis-py sends when it opens a connection: not a request of the code
-# being measured (another thread may hold the pooled connection meanwhile).
-HANDSHAKE = {b"HELLO", b"CLIENT", b"AUTH", b"SELECT"}
-
-
-def command_name(packed) -> bytes:
-    """The first command's name in a RESP-encoded request."""
-    data = b"".join(packed) if isinstance(packed, list | tuple) else bytes(packed)
-    parts = data.split(b"\r\n", 3)
-    return parts[2].upper() if len(parts) > 2 else b""
-
-
-@pytest.fixture
-def round_trips(monkeypatch):
-    """Count requests sent to Redis: a pipeline or a script call is one."""
-    original = redis.connection.Connection.send_packed_command
-
-    @contextlib.contextmanager
-    def counter(this_thread_only=False):
-        sent = []
-        here = threading.current_thread()
-
-        def counting(self, command, check_health=True):
-            mine = not this_thread_only or threading.current_thread() is here
-            if mine and command_name(command) not in HANDSHAKE:
-                sent.append(command)
-            return original(self, command, check_health)
-
-        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
-        try:
-            yield lambda: len(sent)
-        finally:
-            monkeypatch.setattr(redis.connection.Connection, "send_packed_command", original)
-
-    return counter
 
 
 def dispatch(history, task_name, payload, retry_of=None):

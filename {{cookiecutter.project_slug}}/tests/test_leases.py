@@ -7,6 +7,8 @@ in for another process. Killing a worker is making its registration lapse.
 import time
 
 import pytest
+from huey import signals as S
+from huey.constants import EmptyData
 from support import pending, unique_queue_name
 
 from {{ cookiecutter.project_slug }} import create_app, jobs
@@ -81,6 +83,91 @@ def test_the_history_write_carries_the_release(app, manager):
 
     assert manager.backend.own(manager.worker) == []
     assert record(app, task.id)["status"] == "complete"
+
+
+def revoke_each_job_as_it_starts(app):
+    """Revoke a job while it runs: from Huey's "executing" signal, after its check."""
+    huey = app.extensions["huey"]
+
+    @huey.signal(S.SIGNAL_EXECUTING)
+    def revoke(signal, task):
+        huey.revoke_by_id(task.id)
+
+    return revoke
+
+
+def revoke_flag(app, job_id):
+    return app.extensions["huey"].storage.peek_data(f"r:{job_id}")
+
+
+def test_a_job_revoked_before_a_worker_takes_it_is_not_run(app, manager):
+    job_id = queued_job(app)
+    app.extensions["huey"].revoke_by_id(job_id, revoke_once=True)
+    task = manager.take()
+
+    app.extensions["huey"].execute(task)
+
+    assert record(app, job_id)["status"] == "revoked"
+    assert manager.backend.own(manager.worker) == []
+    assert revoke_flag(app, job_id) is EmptyData  # revoked once: used up
+
+
+def test_a_revoke_that_comes_while_the_job_runs_is_cleared_with_its_release(app, manager):
+    revoke_each_job_as_it_starts(app)
+    job_id = queued_job(app)
+    task = manager.take()
+
+    app.extensions["huey"].execute(task)
+
+    assert record(app, job_id)["status"] == "complete"
+    assert manager.backend.own(manager.worker) == []
+    assert revoke_flag(app, job_id) is EmptyData
+
+
+def test_the_retry_of_a_run_revoked_while_it_ran_is_not_skipped(app, manager):
+    @jobs.job("testFailsOnce", schema=Pessoa, retries=1)
+    def fails_once(data):
+        if data["idade"] == 0:
+            raise ValueError("not this time")
+
+    try:
+        app = create_app(dict(app.config))
+        manager, huey = app.extensions["job_leases"], app.extensions["huey"]
+        job_id = queued_job(app, {"nome": "Ana", "idade": 0}, name="testFailsOnce")
+        revoking = revoke_each_job_as_it_starts(app)
+        flag_when_queued = []
+        huey.signal(S.SIGNAL_ENQUEUED)(
+            lambda signal, task: flag_when_queued.append(revoke_flag(app, task.id))
+        )
+        huey.execute(manager.take())  # fails, and the retry is queued at once
+        huey.disconnect_signal(revoking)
+        huey.execute(manager.take())
+    finally:
+        del jobs._registry["testFailsOnce"]
+
+    # Any worker could have taken the retry as soon as it was queued.
+    assert flag_when_queued == [EmptyData]
+    assert record(app, job_id)["status"] == "failed"  # it ran again, and failed for good
+    assert manager.backend.own(manager.worker) == []
+
+
+def test_a_worker_starts_and_ends_a_job_in_one_round_trip_to_redis(redis_url, round_trips):
+    app = create_app({"TESTING": True, "QUEUE_NAME": unique_queue_name(), "REDIS_URL": redis_url})
+    huey, tracker = app.extensions["huey"], app.extensions["job_history"].tracker
+    queued_job(app)
+    second = queued_job(app)
+    tracker.worker_started()  # as in a worker process: ends are written behind
+    try:
+        huey.execute(huey.dequeue())  # connect, load the scripts
+        with round_trips(this_thread_only=True) as count:
+            huey.execute(huey.dequeue())  # take and revoke check, run, end
+        tracker.drain()
+    finally:
+        tracker.worker_stopped()
+
+    assert count() == 1  # bare Huey: BRPOP, HMGET, HDEL and its result
+    assert record(app, second)["status"] == "complete"
+    assert app.extensions["job_leases"].backend.own(app.extensions["job_leases"].worker) == []
 
 
 def test_the_reaper_requeues_the_job_of_a_dead_worker_as_a_failed_attempt(app, manager):

@@ -47,6 +47,7 @@ import redis
 from huey import RedisHuey, SqliteHuey
 from huey import signals as S
 from huey.api import Huey, Task
+from huey.constants import EmptyData
 from huey.storage import RedisStorage, SqliteStorage
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ class Lease:
     ref: Any  # where the lease lives: a Redis list key, or a kit_lease row id
     priority: float = 0
     released: bool = False
+    # Huey's revoke flags for this job (key -> value or None), read in the
+    # same round trip as the take, so that Huey's check before the run costs
+    # none of its own. Redis only; None when they were not read.
+    revocations: dict[str, bytes | None] | None = None
+    # Huey's per-run revoke flag, cleared together with the release
+    # (LeasingHuey.delete explains why).
+    clear_on_release: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,37 @@ def display_name(worker: str) -> str:
 # --------------------------------------------------------------------------
 # Redis
 
+
+# Take the next message without blocking: renew the worker's registration
+# (when ARGV[2] is set), move the message into the worker's lease list, and
+# read Huey's two revoke flags for it (this run's and its task type's), so
+# that starting a job costs one round trip instead of three. The flags' keys
+# come from the message, which the kit's JSON serializer writes as
+# {"__huey__": "message", "fields": [id, task name, ...]}; a message in
+# another shape is taken all the same, and Huey reads the flags itself.
+_TAKE_LUA = """
+if ARGV[2] ~= '' then
+    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
+local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+if not raw then
+    return false
+end
+if KEYS[4] == '' then
+    return {raw}
+end
+local ok, message = pcall(cjson.decode, raw)
+if ok and type(message) == 'table' and type(message.fields) == 'table' then
+    local id, name = message.fields[1], message.fields[2]
+    if type(id) == 'string' and type(name) == 'string' then
+        local keys = {'r:' .. id, 'rt:' .. name}
+        local flags = redis.call('HMGET', KEYS[4], keys[1], keys[2])
+        -- A missing flag is false here and nil in the reply.
+        return {raw, keys[1], flags[1], keys[2], flags[2]}
+    end
+end
+return {raw}
+"""
 
 # Put a leased message back on the queue, but only if this lease still holds
 # it: if a reaper recovered the job meanwhile, it must not be queued twice.
@@ -236,6 +275,11 @@ class RedisLeases:
         self.recoveries_key = f"{prefix}.recoveries"
         self.lock_key = f"{prefix}.reaper"
         self.dead_key = f"{prefix}.dead"
+        self._take = self.conn.register_script(_TAKE_LUA)
+        # Huey's RedisStorage keeps revoke flags in its results hash, where
+        # the take script reads them; other storages keep them elsewhere.
+        self.flags_key = storage.result_key if isinstance(storage.result_key, str) else ""
+        self.clears_flags = bool(self.flags_key)
         self._requeue = self.conn.register_script(_REQUEUE_LUA)
         self._settle = self.conn.register_script(_SETTLE_LUA)
         self._forget = self.conn.register_script(_FORGET_LUA)
@@ -261,28 +305,33 @@ class RedisLeases:
         without a registration to expire.
         """
         storage, key = self.storage, self.held_key(worker)
-        # Huey's own dequeue is BRPOP: the same end of the same list.
-        if storage.blocking:
-            move = ("BLMOVE", storage.queue_key, key, "RIGHT", "LEFT", storage.read_timeout)
-        else:
-            move = ("LMOVE", storage.queue_key, key, "RIGHT", "LEFT")
-        if expires_at is None:
-            raw = self.conn.execute_command(*move)
-        else:
-            pipe = self.conn.pipeline(transaction=False)
-            pipe.zadd(self.workers_key, {worker: expires_at})
-            pipe.execute_command(*move)
-            raw = pipe.execute()[1]
+        keys = [storage.queue_key, key, self.workers_key, self.flags_key]
+        renew = "" if expires_at is None else expires_at
+        reply = self._take(keys=keys, args=[worker, renew])
+        if reply is not None:
+            lease = Lease(reply[0], key)
+            if len(reply) == 5:
+                lease.revocations = {reply[1].decode(): reply[2], reply[3].decode(): reply[4]}
+            return lease
+        if not storage.blocking:
+            return None
+        # Nothing queued: wait for a message as Huey's dequeue does (BRPOP
+        # takes from the same end). Huey reads this job's revoke flags itself.
+        move = ("BLMOVE", storage.queue_key, key, "RIGHT", "LEFT", storage.read_timeout)
+        raw = self.conn.execute_command(*move)
         return None if raw is None else Lease(raw, key)
 
-    def add_release(self, pipe: redis.client.Pipeline, lease: Lease, job_id: str) -> None:
+    def add_release(self, pipe: Any, lease: Lease, job_id: str) -> None:
         """Add the commands that release ``lease`` to a pipeline.
 
         Another writer (say, the job history's last write for the run) can
-        carry them, so that releasing costs no round trip of its own.
+        carry them, so that releasing costs no round trip of its own: any
+        object with a pipeline's ``execute_command`` will do.
         """
-        pipe.lrem(lease.ref, 1, lease.raw)
-        pipe.hdel(self.recoveries_key, job_id)
+        pipe.execute_command("LREM", lease.ref, 1, lease.raw)
+        pipe.execute_command("HDEL", self.recoveries_key, job_id)
+        if lease.clear_on_release:
+            pipe.execute_command("HDEL", self.flags_key, lease.clear_on_release)
 
     def release(self, lease: Lease, job_id: str) -> None:
         pipe = self.conn.pipeline(transaction=False)
@@ -395,6 +444,7 @@ class SqliteLeases:
 
     label = "SQLite"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    clears_flags = True  # Huey's flags are rows of its kv table, next to ours
 
     def __init__(self, storage: SqliteStorage):
         self.storage = storage
@@ -440,6 +490,10 @@ class SqliteLeases:
         curs.execute(
             "delete from kit_recovery where queue = ? and job_id = ?", (self.queue, job_id)
         )
+        if lease.clear_on_release:
+            curs.execute(
+                "delete from kv where queue = ? and key = ?", (self.queue, lease.clear_on_release)
+            )
 
     def release(self, lease: Lease, job_id: str) -> None:
         with self.storage.db(commit=True) as curs:
@@ -715,11 +769,11 @@ class LeaseManager:
 
     def _untrack(self, lease: Lease) -> bool:
         """Mark a lease as done here; False if it already was."""
-        if lease.released:
-            return False
-        lease.released = True
         key = self.backend.identity(lease)
         with self._state_lock:
+            if lease.released:
+                return False
+            lease.released = True
             left = self._live.get(key, 0) - 1
             if left > 0:
                 self._live[key] = left
@@ -762,6 +816,36 @@ class LeaseManager:
             # The heartbeat's check releases it later; if this process dies
             # first, the job runs once more (at least once, never lost).
             log.warning("could not release the lease on job %s yet: %s", task.id, exc)
+
+    def clear_on_release(self, task: Task, key: str) -> bool:
+        """Leave Huey's revoke flag ``key`` to the release of the task's lease.
+
+        False if the lease is gone already: the caller clears it now.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None or not self.backend.clears_flags:
+            return False
+        with self._state_lock:
+            # _untrack() marks a lease released under this lock: the flag
+            # is either seen by the release or cleared by the caller.
+            if lease.released:
+                return False
+            lease.clear_on_release = key
+        return True
+
+    def on_retrying(self, signal: str, task: Task, *args: Any) -> None:
+        """Huey's "retrying" signal: clear the flag before the retry is queued.
+
+        Huey clears a run's revoke flag before it queues the retry, which
+        has the same id; so must the kit, or the retry would be skipped.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None:
+            return
+        with self._state_lock:
+            key, lease.clear_on_release = lease.clear_on_release, None
+        if key is not None:
+            self.huey.storage.delete_data(key)
 
     def requeue(self, task: Task) -> bool:
         """Put a job whose run was cut short back on the queue, unchanged."""
@@ -921,6 +1005,10 @@ _FAILURE = frozenset(
 )
 
 
+# The job each worker thread is running, for LeasingHuey.delete.
+_running = threading.local()
+
+
 class LeasingHuey:
     """Mix-in for a Huey class: every job a worker takes is leased."""
 
@@ -947,13 +1035,56 @@ class LeasingHuey:
         return manager.take()
 
     def execute(self, task: Task, timestamp: Any = None) -> Any:
+        _running.task = task
         try:
             return super().execute(task, timestamp)  # type: ignore[misc]
         finally:
+            _running.task = None
             # Whatever the run led to (a retry on the schedule, a result) is
             # written by now; only then may the lease go.
             if self.lease_manager is not None:
                 self.lease_manager.finish(task)
+
+    def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
+        """Huey's revoke check, from the flags the take read when it can.
+
+        Huey checks once before each run (``peek=False``); the lease carries
+        the flags as they were a moment ago, when the job was taken, which is
+        what Huey's own read after its dequeue would see.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        flags = lease.revocations if lease is not None else None
+        if flags is None or peek or list(flags) != self._revoke_keys(task):  # type: ignore[attr-defined]
+            return super().is_revoked(task, timestamp, peek)  # type: ignore[misc]
+        lease.revocations = None  # read once: a later check asks the storage
+        for key, value in flags.items():
+            stored = EmptyData if value is None else value
+            revoked, restore = self._check_revoked(stored, timestamp, peek)  # type: ignore[attr-defined]
+            if restore:
+                self.delete(key)
+            if revoked:
+                return True
+        return False
+
+    def delete(self, key: str) -> bool:
+        """Huey's delete, except for the running job's own revoke flag.
+
+        After every run Huey deletes the job's revoke flag, in case the job
+        was revoked while it ran: a round trip per job that almost never
+        deletes anything. The kit clears it together with the release of
+        the job's lease, which the run's last write carries anyway (or
+        before a retry is queued, see ``LeaseManager.on_retrying``).
+        """
+        task = getattr(_running, "task", None)
+        manager = self.lease_manager
+        if (
+            task is not None
+            and manager is not None
+            and key == task.revoke_id
+            and manager.clear_on_release(task, key)
+        ):
+            return True
+        return super().delete(key)  # type: ignore[misc]
 
     def read_schedule(self, timestamp: Any = None) -> list[Task]:
         """The consumer's scheduler, once a second: quiet while Redis is down.
@@ -997,4 +1128,5 @@ def install(huey: Huey, settings: LeaseSettings) -> LeaseManager | None:
     huey.on_startup("kit_leases")(manager.worker_started)
     huey.on_shutdown("kit_leases")(manager.worker_stopped)
     huey.signal(S.SIGNAL_INTERRUPTED)(manager.on_interrupted)
+    huey.signal(S.SIGNAL_RETRYING)(manager.on_retrying)
     return manager

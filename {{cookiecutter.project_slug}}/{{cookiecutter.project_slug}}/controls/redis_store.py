@@ -152,17 +152,18 @@ class RedisControlStore:
         answers = pipe.execute()
         return {item.job_id: _json(raw) for item, raw in zip(items, answers, strict=True)}
 
-    def add_final(self, pipe: redis.client.Pipeline, item: Flush, clear_cancel: bool) -> None:
-        """Add a job's last progress and log lines to another writer's pipeline.
+    def add_final(self, pipe: Any, item: Flush, clear_cancel: bool) -> None:
+        """Add a job's last progress and log lines to another writer's commands.
 
-        EVAL rather than EVALSHA: the history's pipeline reports only its own
-        command's errors, so this one must not depend on a cached script.
+        ``pipe`` is a pipeline or the history's ``Commands``. EVAL rather
+        than EVALSHA: the history reports only its own command's errors, so
+        this one must not depend on a cached script.
         """
         if item.progress or item.lines:
             keys, args = self._flush_args(item)
-            pipe.eval(FLUSH_LUA, len(keys), *keys, *args)
+            pipe.execute_command("EVAL", FLUSH_LUA, len(keys), *keys, *args)
         if clear_cancel:
-            pipe.delete(self.cancel_key(item.job_id))
+            pipe.execute_command("DEL", self.cancel_key(item.job_id))
 
     def extras(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Progress (and log counts) of several jobs, in one round trip."""

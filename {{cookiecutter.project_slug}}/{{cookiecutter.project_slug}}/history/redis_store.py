@@ -36,11 +36,23 @@ from .model import Change, Settings
 
 # Shared by every write. ARGV: 1 key prefix, 2 the changes (a JSON list),
 # 3 Huey's queue key and 4 a message to push onto it (or ""), 5 a worker
-# heartbeat (JSON, or ""). If any change's ``only_from`` does not match,
-# nothing at all is written and the script returns 0.
+# heartbeat (JSON, or ""), then commands that other parts of the kit add to
+# the write (a job's lease release, its cancel request), each as its number
+# of words followed by the words. If any change's ``only_from`` does not
+# match, none of the changes is written and the script returns 0; the
+# commands run either way, and an error in one of them fails nothing else.
 APPLY_LUA = r"""
 local P = ARGV[1]
 local changes = cjson.decode(ARGV[2])
+
+local function run_commands()
+  local i = 6
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    redis.pcall(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+end
 
 local function job_key(id) return P .. ':job:' .. id end
 local function index_key(status, name)
@@ -105,7 +117,10 @@ end
 local current = {}
 for i, change in ipairs(changes) do
   current[i] = redis.call('HMGET', job_key(change.id), 'status', 'name')
-  if not allowed(change, current[i][1]) then return 0 end
+  if not allowed(change, current[i][1]) then
+    run_commands()
+    return 0
+  end
 end
 
 -- The message goes first: should a write below fail, the job is queued
@@ -185,6 +200,7 @@ if ARGV[5] ~= '' then
   redis.call('ZADD', P .. ':workers', beat.beat_at, beat.id)
   redis.call('ZREMRANGEBYSCORE', P .. ':workers', '-inf', beat.beat_at - beat.forget_after)
 end
+run_commands()
 return 1
 """
 
@@ -258,6 +274,21 @@ class Script:
             return self.conn.evalsha(self.sha, len(keys), *keys, *args)
 
 
+class Commands(list):
+    """Redis commands that write hooks add to a history write.
+
+    It has a pipeline's ``execute_command``, so code that adds commands can
+    be given either.
+    """
+
+    scripted = False  # True once a command is a script call (EVAL, EVALSHA)
+
+    def execute_command(self, *words: Any) -> None:
+        if str(words[0]).upper() in ("EVAL", "EVALSHA"):
+            self.scripted = True
+        self.append(words)
+
+
 class RedisStore:
     backend = "redis"
 
@@ -279,22 +310,32 @@ class RedisStore:
         message: bytes | None = None,
         heartbeat: dict[str, Any] | None = None,
         priority: float = 0,
-        extra: Callable[[redis.client.Pipeline], None] | None = None,
+        extra: Callable[[Commands], None] | None = None,
     ) -> bool:
         """Write changes (and push a queue message, and a heartbeat) at once.
 
         ``extra`` may add commands of its own to the same round trip: it
-        gets a pipeline that runs right after the script. ``priority`` is
-        accepted for symmetry with SQLite; Huey's Redis queue has none.
+        gets a ``Commands`` list, run by the script after the changes, or
+        by a pipeline right after it if one of them is a script itself.
+        ``priority`` is accepted for symmetry with SQLite; Huey's Redis
+        queue has none.
         """
         specs = json.dumps([self._spec(change) for change in changes])
         beat = json.dumps(heartbeat) if heartbeat else ""
         args = [self.prefix, specs, self.queue_key, message or b"", beat]
-        if extra is None:
+        commands = Commands()
+        if extra is not None:
+            extra(commands)
+        if not commands.scripted:
+            for command in commands:
+                args.append(len(command))
+                args.extend(command)
             return bool(self._apply([], args))
+        # Redis does not let a script call another one: pipeline them.
         pipe = self.conn.pipeline(transaction=False)
         pipe.evalsha(self._apply.sha, 0, *args)
-        extra(pipe)
+        for command in commands:
+            pipe.execute_command(*command)
         applied = pipe.execute(raise_on_error=False)[0]
         if isinstance(applied, redis.exceptions.NoScriptError):
             applied = self._apply([], args)
