@@ -236,3 +236,14 @@ def test_the_monitor_client_fixture_logs_in_for_real(mapp):
     assert client.get("/monitor/").status_code == 302
     client.log_in()
     assert client.get("/monitor/").status_code == 200
+
+
+def test_a_request_without_a_session_cookie_costs_no_cookie_signing(mapp, monkeypatch):
+    def no_signing(app):
+        raise AssertionError("built a cookie signer for a request with no cookie")
+
+    monkeypatch.setattr(mapp.session_interface, "get_signing_serializer", no_signing)
+
+    client = mapp.test_client()
+    assert client.get("/jobs").status_code == 200
+    assert client.get("/healthz").status_code == 200

@@ -35,6 +35,7 @@ bp = Blueprint("monitor", __name__, url_prefix="/monitor")
 def _setup(state) -> None:
     app = state.app
     app.extensions["monitor_off"] = security.prepare_secret_key(app)
+    app.session_interface = security.CookieSessions()
 
 
 @bp.context_processor

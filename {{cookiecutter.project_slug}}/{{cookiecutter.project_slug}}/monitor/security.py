@@ -29,8 +29,9 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import TooManyRequests
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,21 @@ HEADERS = {
     # Pages hold payloads and tracebacks: never keep them in a shared cache.
     "Cache-Control": "no-store",
 }
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with no work for requests without one.
+
+    Only the monitor keeps a session, but Flask builds the cookie's signing
+    serializer for every request, cookie or not: a cost on each API call,
+    health check and metrics scrape. With no cookie, the session is empty
+    either way.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def prepare_secret_key(app: Flask) -> str | None:
