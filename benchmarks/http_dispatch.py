@@ -155,6 +155,11 @@ def main() -> None:
     import redis
 
     conn = redis.Redis.from_url(url)
+    # gunicorn reads ./gunicorn.conf.py by default, and the project's root
+    # has one (access log on): the rows meant to share plain flags get an
+    # empty config instead.
+    no_config = logs / "empty.conf.py"
+    no_config.write_text("")
     gunicorn = [sys.executable, "-m", "gunicorn"]
     env = project.env(BENCH_REDIS_URL=url, REDIS_URL=url, FLASK_QUEUE_NAME="kit")
     servers = {}
@@ -167,7 +172,14 @@ def main() -> None:
          {"WEB_CONCURRENCY": "2"}),
     ):  # fmt: skip
         port = c.free_port()
-        command = [*gunicorn, *argv, "-b", f"127.0.0.1:{port}"]
+        command = [
+            *gunicorn,
+            "--config",
+            str(no_config),
+            *argv,
+            "-b",
+            f"127.0.0.1:{port}",
+        ]
         if "--config" in argv:
             command = [*gunicorn, *argv]
             extra = dict(extra, PORT=str(port))

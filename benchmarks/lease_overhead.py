@@ -29,12 +29,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quiet", action="store_true", help="workers log at WARNING (-q)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="workers log at WARNING (-q)"
+    )
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be at least 3: a median of fewer means little here")
 
-    c.banner("Lease overhead: the kit's worker with and without leases", "huey", "redis", "flask")
+    c.banner(
+        "Lease overhead: the kit's worker with and without leases",
+        "huey",
+        "redis",
+        "flask",
+    )
     project = c.generate_project()
     project.import_path()
     url = c.start_redis()
@@ -62,12 +69,15 @@ def main() -> None:
         "leases off": project.env(**base, FLASK_LEASES_ENABLED="false"),
     }
     results: dict[str, list[c.Drain]] = {name: [] for name in configs}
-    print(f"N = {args.n:,} jobs per run, {args.rounds} rounds, worker: {' '.join(argv[1:])}\n")
+    worker = " ".join(argv[1:])
+    print(f"N = {args.n:,} jobs per run, {args.rounds} rounds, worker: {worker}\n")
     for round_no in range(args.rounds):
         order = list(configs) if round_no % 2 == 0 else list(reversed(configs))
         for name in order:
             log = logs / f"{name.replace(' ', '-')}.log"
-            drain = c.e2e_round(conn, args.n, enqueue_kit, argv, configs[name], project.root, log)
+            drain = c.e2e_round(
+                conn, args.n, enqueue_kit, argv, configs[name], project.root, log
+            )
             results[name].append(drain)
             print(
                 f"round {round_no + 1} {name:<10} steady {drain.steady:7.0f} jobs/s"
@@ -89,20 +99,29 @@ def main() -> None:
                 c.fmt(c.median(d.commands for d in runs), 1),
             ]
         )
-    headers = ["config", "steady jobs/s (median)", "rounds", "worker CPU µs/job", "redis cores"]
+    headers = [
+        "config",
+        "steady jobs/s (median)",
+        "rounds",
+        "worker CPU µs/job",
+        "redis cores",
+    ]
     print(c.table([*headers, "Redis cmds/job"], rows))
 
     on, off = results["leases on"], results["leases off"]
     ratios = [a.steady / b.steady for a, b in zip(on, off, strict=True)]
     print(
-        f"\nleases on / leases off, median of per-round ratios: **{c.median(ratios):.3f}**"
+        "\nleases on / leases off, median of per-round ratios:"
+        f" **{c.median(ratios):.3f}**"
         f" (rounds {', '.join(f'{r:.3f}' for r in ratios)});"
         f" cost {100 * (1 - c.median(ratios)):.1f}% of throughput"
     )
     print("\nRedis commands per job (median round):")
     for name, runs in results.items():
         middle = sorted(runs, key=lambda d: d.steady)[len(runs) // 2]
-        shown = ", ".join(f"{cmd} {calls:.2f}" for cmd, calls in middle.by_command.items())
+        shown = ", ".join(
+            f"{cmd} {calls:.2f}" for cmd, calls in middle.by_command.items()
+        )
         print(f"- {name}: {shown}")
 
 
