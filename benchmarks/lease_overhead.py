@@ -1,11 +1,14 @@
 """What at-least-once delivery costs: the kit's worker with and without leases.
 
-Leases (``leases.py``) change three things per job: the dequeue becomes
-``ZADD`` (the worker's registration) + ``BLMOVE`` (into its lease list) in
-one pipelined round trip instead of ``BRPOP``; the lease is released by
-``LREM`` + ``HDEL`` riding on the job history's last write of the run; and a
-heartbeat thread per worker process renews the registration and checks its
-leases every ``LEASE_HEARTBEAT`` seconds. This script measures the sum.
+Leases (``leases.py``) change three things per job: the dequeue becomes a
+script that moves the message into the worker's lease list and reads the
+job's revoke flags (so Huey's own check needs no round trip), instead of
+``BRPOP`` and ``HMGET``; the lease is released (``LREM``, ``HDEL``, and the
+run's revoke flag that Huey would delete on its own) inside the job
+history's last write of the run; and a heartbeat thread per worker process
+renews the registration and checks its leases every ``LEASE_HEARTBEAT``
+seconds. This script measures the sum: with leases off, the worker makes
+Huey's own round trips.
 
 Each round queues N no-op jobs (a ~200-byte payload; the body is one Redis
 INCR), starts the kit's worker (``python -m <slug>.worker``) and times the

@@ -6,8 +6,9 @@ without a trace. The kit closes that gap:
 
 * Taking a job off the queue and taking a *lease* on it are one atomic step.
   On Redis the message moves from the queue into the worker's own lease list
-  (``BLMOVE``); on SQLite the row moves into the ``kit_lease`` table in the
-  same transaction. At no moment is a job in neither place.
+  (a script, or ``BLMOVE`` to wait on an empty queue); on SQLite the row
+  moves into the ``kit_lease`` table in the same transaction. At no moment
+  is a job in neither place.
 * Each worker process registers itself with an expiry time, renewed by every
   dequeue and by a heartbeat thread. While the process lives, its leases
   stay valid, however long its job runs.
@@ -166,7 +167,7 @@ def display_name(worker: str) -> str:
 # Take the next message without blocking: renew the worker's registration
 # (when ARGV[2] is set), move the message into the worker's lease list, and
 # read Huey's two revoke flags for it (this run's and its task type's), so
-# that starting a job costs one round trip instead of three. The flags' keys
+# that starting a job costs one round trip instead of two. The flags' keys
 # come from the message, which the kit's JSON serializer writes as
 # {"__huey__": "message", "fields": [id, task name, ...]}; a message in
 # another shape is taken all the same, and Huey reads the flags itself.
