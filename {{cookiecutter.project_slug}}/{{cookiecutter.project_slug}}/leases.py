@@ -785,8 +785,8 @@ class LeaseManager:
     def write_hook(self, signal: str, task: Task, handle: Any) -> None:
         """Release the lease inside the job history's write, when it is the last.
 
-        The history writes once per signal, with a Redis pipeline or an SQLite
-        cursor that other bookkeeping may use (``History.write_hooks``). A
+        The history writes once per signal, with Redis commands or an SQLite
+        cursor that other bookkeeping may add to (``History.write_hooks``). A
         run's last write (complete, failed for good, its retry on the
         schedule) carries the release, so leases cost no round trip of their
         own. If that write fails, the heartbeat's check finds the lease. In

@@ -70,8 +70,9 @@ class History:
         huey.on_shutdown("job_history")(self._worker_stopped)
         huey.post_execute("job_history")(_keep_result)
         # hook(signal, task, handle) runs inside each signal's write: with the
-        # Redis pipeline or the SQLite cursor of that same round trip, so
-        # other bookkeeping (releasing a lease) costs no trip of its own.
+        # Redis commands (redis_store.Commands) or the SQLite cursor of that
+        # same round trip, so other bookkeeping (releasing a lease) costs no
+        # trip of its own.
         self.write_hooks: list[Callable[[str, Task, Any], None]] = []
         _learn_consumer_options(huey, self.tracker)
 
