@@ -3,11 +3,13 @@
 A worker is started and warmed up. Then, many times: stamp ``time.time()``
 into a payload, queue the probe job, and wait for the job to report
 ``time.time() - stamp`` from its first line; sleep U(0, 20 ms) before the
-next. After that, a few probes follow U(1.5, 4.5) s of idleness each (the
-randomised gap keeps them from phase-locking with the SQLite poller's
-backoff). Bare Huey with the same flags is measured alongside as the
-reference, in the same rounds. Percentiles are medians over rounds; the idle
-column pools the idle probes of every round.
+next. The producer's queueing call is part of that time; the enqueue
+columns show how long it took on its own. After that, a few probes follow
+U(1.5, 4.5) s of idleness each (the randomised gap keeps them from
+phase-locking with the SQLite poller's backoff). Bare Huey with the same
+flags is measured alongside as the reference, in the same rounds.
+Percentiles are medians over rounds; the idle column pools the idle probes
+of every round.
 
     python benchmarks/latency.py [--samples 500] [--rounds 3] [--idle 4]
 """
@@ -90,15 +92,19 @@ def main() -> None:
          dict(bare_env, BENCH_SQLITE=bare_sqlite)),
     ]  # fmt: skip
 
+    sent_in: list[float] = []  # how long each send() took, ms: the producer's part
+
     def measure(send) -> float:
+        start = time.perf_counter()
         send()
+        sent_in.append((time.perf_counter() - start) * 1000)
         reply = conn.blpop(["bench:lat"], timeout=30)
         if reply is None:
             raise RuntimeError("a probe never started")
         return float(reply[1]) * 1000
 
     results: dict[str, dict[str, list]] = {
-        name: {"p50": [], "p95": [], "p99": [], "max": [], "idle": []}
+        name: {"p50": [], "p95": [], "p99": [], "max": [], "idle": [], "send": []}
         for name, *_ in configs
     }
     print(f"{args.samples} probes + {args.idle} idle probes per round", end="")
@@ -112,6 +118,7 @@ def main() -> None:
                 for _ in range(20):  # warm-up: imports, connections, first polls
                     measure(send)
                 samples = []
+                sent_in.clear()
                 for _ in range(args.samples):
                     samples.append(measure(send))
                     time.sleep(random.uniform(0, 0.02))
@@ -125,11 +132,15 @@ def main() -> None:
             for key, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
                 cell[key].append(c.percentile(samples, fraction))
             cell["max"].append(max(samples))
+            cell["send"].append(
+                (c.percentile(sent_in, 0.5), c.percentile(sent_in, 0.95))
+            )
             cell["idle"].extend(idle)
             print(
                 f"round {round_no + 1} {name:<12} p50 {cell['p50'][-1]:6.2f} ms"
                 f"  p95 {cell['p95'][-1]:6.2f}  p99 {cell['p99'][-1]:6.2f}"
-                f"  idle {', '.join(f'{v:.0f}' for v in idle)} ms",
+                f"  idle {', '.join(f'{v:.0f}' for v in idle)} ms"
+                "  (enqueue p50 {:.2f} p95 {:.2f})".format(*cell["send"][-1]),
                 flush=True,
             )
 
@@ -145,6 +156,8 @@ def main() -> None:
                 c.fmt(c.median(cell["p99"]), 2),
                 c.fmt(max(cell["max"]), 1),
                 f"{c.fmt(c.median(cell['idle']), 1)} / {c.fmt(max(cell['idle']), 1)}",
+                c.fmt(c.median(p50 for p50, _ in cell["send"]), 2),
+                c.fmt(c.median(p95 for _, p95 in cell["send"]), 2),
             ]
         )
     print(f"Worker flags (both sides): {' '.join(FLAGS)}\n")
@@ -155,6 +168,8 @@ def main() -> None:
         "p99 ms",
         "max ms",
         "after 1.5-4.5 s idle: median / max ms",
+        "enqueue p50 ms",
+        "enqueue p95 ms",
     ]
     print(c.table(headers, rows))
     print()
