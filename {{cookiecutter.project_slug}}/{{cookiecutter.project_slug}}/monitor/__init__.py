@@ -36,6 +36,8 @@ def _setup(state) -> None:
     app = state.app
     app.extensions["monitor_off"] = security.prepare_secret_key(app)
     app.session_interface = security.CookieSessions()
+    # Created here, once per app and process, before any request can race.
+    app.extensions["monitor_login_throttle"] = security.LoginThrottle.from_config(app.config)
 
 
 @bp.context_processor

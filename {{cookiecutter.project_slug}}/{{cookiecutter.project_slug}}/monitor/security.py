@@ -18,6 +18,8 @@ one is closed by default:
   so even a payload that slipped past escaping could not run.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import hmac
@@ -26,6 +28,8 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
@@ -121,6 +125,12 @@ class LoginThrottle:
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LoginThrottle:
+        # A limit below one counts as one: there is no "never try".
+        limit = max(1, int(config["MONITOR_LOGIN_ATTEMPTS"]))
+        return cls(limit, float(config["MONITOR_LOGIN_WINDOW"]))
+
     def wait(self, address: str, now: float) -> float:
         """Seconds before ``address`` may try again (0: it may now)."""
         with self._lock:
@@ -142,17 +152,6 @@ class LoginThrottle:
         return [t for t in self._failures.get(address, ()) if now - t < self.window]
 
 
-def throttle() -> LoginThrottle:
-    """This app's login throttle (one per process)."""
-    found = current_app.extensions.get("monitor_login_throttle")
-    if found is None:
-        config = current_app.config
-        limit = max(1, int(config["MONITOR_LOGIN_ATTEMPTS"]))
-        window = float(config["MONITOR_LOGIN_WINDOW"])
-        found = current_app.extensions["monitor_login_throttle"] = LoginThrottle(limit, window)
-    return found
-
-
 def check_credentials(username: str, password: str) -> bool:
     """Compare both values in constant time, so timing reveals neither.
 
@@ -160,7 +159,8 @@ def check_credentials(username: str, password: str) -> bool:
     failed too often lately, even when the credentials are right.
     """
     config = current_app.config
-    address, now, limiter = request.remote_addr or "unknown", time.monotonic(), throttle()
+    limiter: LoginThrottle = current_app.extensions["monitor_login_throttle"]
+    address, now = request.remote_addr or "unknown", time.monotonic()
     wait = limiter.wait(address, now)
     if wait > 0:
         raise TooManyRequests(
