@@ -234,6 +234,44 @@ def test_an_enqueue_that_fails_leaves_no_record_on_redis(tmp_path, request):
     assert history.get(task.id) is None
 
 
+def test_a_dispatch_writes_the_same_record_as_the_general_write_on_redis(tmp_path, request):
+    # A plain dispatch takes a short script (QUEUE_NEW_LUA); any other write
+    # goes through the general one. Both must leave the same record behind.
+    history = build("redis", request, tmp_path)
+    conn = history.store.conn
+    quick = history.tasks["greet"].s({"name": "Ana"})
+    general = history.tasks["greet"].s({"name": "Ana"})
+    at = model.now()
+
+    history.store.apply(
+        [history._queued(quick, {"name": "Ana"}, at)],
+        message=history.huey.serialize_task(quick),
+    )
+    history.store.apply(
+        [history._queued(general, {"name": "Ana"}, at)],
+        message=history.huey.serialize_task(general),
+        extra=lambda commands: None,  # anything extra needs the general script
+    )
+
+    prefix = history.store.prefix
+    assert conn.hgetall(f"{prefix}:job:{quick.id}") == conn.hgetall(f"{prefix}:job:{general.id}")
+    for index in (f"{prefix}:state:queued", f"{prefix}:state:queued:greet"):
+        assert conn.zscore(index, quick.id) == conn.zscore(index, general.id) == at
+    assert history.huey.pending_count() == 2
+
+
+def test_dispatching_an_id_that_has_a_record_updates_it_and_queues_once(tmp_path, request):
+    history = build("redis", request, tmp_path)
+    task = history.tasks["greet"].s({"name": "Ana"})
+    history.job_enqueued(task, {"name": "Ana"})  # a record, but no message
+
+    assert history.enqueue(task, {"name": "Ana"})
+
+    assert history.huey.pending_count() == 1
+    assert history.get(task.id)["status"] == "queued"
+    assert kinds(history, task.id) == ["queued", "queued"]
+
+
 def test_dispatch_is_one_round_trip_on_redis(tmp_path, request, round_trips):
     history = build("redis", request, tmp_path)
     dispatch(history, "greet", {"name": "warm-up"})  # connect, load the script

@@ -31,25 +31,35 @@ class JSONSerializer(Serializer):
         return json.loads(data, object_hook=_decode)
 
 
+# Values that JSON holds as they are. Every message passes through _encode,
+# so plain values are recognised by their exact type first, without a call.
+PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
     # Order matters: Message and Error are tuples too.
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if type(value) in PLAIN or value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, Message):
-        return {TAG: "message", "fields": [_encode(item) for item in value]}
+        return {TAG: "message", "fields": _encode_items(value)}
     if isinstance(value, Error):
         return {TAG: "error", "metadata": _encode(value.metadata)}
     if isinstance(value, tuple):
-        return {TAG: "tuple", "items": [_encode(item) for item in value]}
+        return {TAG: "tuple", "items": _encode_items(value)}
     if isinstance(value, list):
-        return [_encode(item) for item in value]
+        return _encode_items(value)
     if isinstance(value, dict):
         if TAG in value:
             # A user dict that uses our tag key is stored as pairs, so it can
             # never be mistaken for one of the tagged objects above.
             pairs = [[_check_key(key), _encode(item)] for key, item in value.items()]
             return {TAG: "dict", "pairs": pairs}
-        return {_check_key(key): _encode(item) for key, item in value.items()}
+        return {
+            key if type(key) is str else _check_key(key): (
+                item if type(item) in PLAIN else _encode(item)
+            )
+            for key, item in value.items()
+        }
     if isinstance(value, datetime.datetime):
         return {TAG: "datetime", "value": value.isoformat()}
     if value is SKIPPED:
@@ -58,6 +68,10 @@ def _encode(value: Any) -> Any:
         f"{type(value).__name__} is not JSON data: job payloads and results "
         "must be made of dicts, lists, strings, numbers, booleans and None"
     )
+
+
+def _encode_items(items: Any) -> list:
+    return [item if type(item) in PLAIN else _encode(item) for item in items]
 
 
 def _check_key(key: Any) -> str:
