@@ -11,7 +11,7 @@ from huey import signals as S
 from huey.constants import EmptyData
 from support import pending, unique_queue_name
 
-from {{ cookiecutter.project_slug }} import create_app, jobs
+from {{ cookiecutter.project_slug }} import create_app, jobs, leases
 from {{ cookiecutter.project_slug }}.jobs.job_modelo import Pessoa
 from {{ cookiecutter.project_slug }}.leases import Lease, LeaseManager, LeaseSettings
 from {{ cookiecutter.project_slug }}.queue import enqueue
@@ -320,11 +320,135 @@ def test_a_reaper_that_died_halfway_is_finished_by_the_next(app, manager):
     assert pending(app) == 1
 
 
+# -- taking jobs ahead (Redis) -------------------------------------------------
+
+
+@pytest.fixture
+def prefetching(redis_url):
+    """A Redis app whose workers take up to four jobs per round trip."""
+    config = {
+        "TESTING": True,
+        "QUEUE_NAME": unique_queue_name(),
+        "REDIS_URL": redis_url,
+        "WORKER_PREFETCH": 4,
+    }
+    return create_app(config)
+
+
+def test_a_worker_takes_several_jobs_in_one_round_trip_from_a_deep_queue(prefetching, round_trips):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+
+    with round_trips() as count:
+        taken = [manager.take().id for _ in range(4)]
+
+    assert taken == ids[:4]
+    assert count() == 1
+    assert pending(prefetching) == 6
+
+
+def test_a_worker_takes_one_job_at_a_time_from_a_short_queue(prefetching):
+    queued_job(prefetching)
+    queued_job(prefetching)
+    queued_job(prefetching)
+    queued_job(prefetching)  # three left after the first: not more than WORKER_PREFETCH
+
+    prefetching.extensions["job_leases"].take()
+
+    assert pending(prefetching) == 3
+
+
+def test_a_job_recovered_before_is_never_taken_with_others(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+    recoveries = manager.backend.recoveries_key
+    manager.backend.conn.hset(recoveries, mapping={ids[0]: 1, ids[3]: 1})
+
+    assert manager.take().id == ids[0]
+    assert pending(prefetching) == 9  # nothing taken behind it
+    assert manager.take().id == ids[1]
+    assert pending(prefetching) == 7  # ids[2] taken ahead; the batch stops at ids[3]
+
+
+def test_jobs_taken_ahead_go_back_to_the_front_of_the_queue_after_a_while(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+    running = manager.take()
+
+    assert manager.give_back_ahead(older_than=60) == 0  # not waiting that long yet
+    assert manager.give_back_ahead(older_than=0) == 3
+
+    assert pending(prefetching) == 9
+    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [running.kit_lease.raw]
+    assert manager.take().id == ids[1]
+
+
+def test_a_worker_stopping_gives_back_the_jobs_it_took_ahead(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+    manager.take()
+    manager.stopping = lambda: True
+
+    assert manager.take() is None
+
+    assert pending(prefetching) == 9
+    manager.stopping = lambda: False
+    assert manager.take().id == ids[1]
+
+
+def test_jobs_a_dead_worker_took_ahead_run_again_without_costing_an_attempt(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+    manager.take()
+    die(manager)
+
+    done = {r.job_id: r for r in another_worker(manager).reap()}
+
+    assert pending(prefetching) == 10
+    running = done[ids[0]]
+    assert (running.counted, running.recoveries, running.retries_left) == (True, 1, 2)
+    assert record(prefetching, ids[0])["attempt"] == 1
+    for job_id in ids[1:4]:
+        ahead = done[job_id]
+        assert (ahead.counted, ahead.recoveries, ahead.retries_left) == (False, 0, 3)
+        history = record(prefetching, job_id)
+        assert (history["status"], history["attempt"]) == ("queued", 0)
+        assert history["events"][-1]["kind"] == "worker_lost"
+        # From now on it is taken alone, never in a batch.
+        assert manager.backend.conn.hexists(manager.backend.recoveries_key, job_id)
+
+
+def test_a_revoke_reaches_a_job_taken_ahead_whose_flags_are_old(prefetching, monkeypatch):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+    huey = prefetching.extensions["huey"]
+    manager.take()
+    huey.revoke_by_id(ids[1])  # after the take read its flags
+    monkeypatch.setattr(leases, "PREFETCH_FRESH", 0)
+
+    huey.execute(manager.take())
+
+    assert record(prefetching, ids[1])["status"] == "revoked"
+
+
+def test_sqlite_workers_take_one_job_at_a_time(tmp_path):
+    config = {"TESTING": True, "REDIS_URL": None, "WORKER_PREFETCH": 4}
+    app = create_app({**config, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")})
+    for _ in range(10):
+        queued_job(app)
+
+    app.extensions["job_leases"].take()
+
+    assert pending(app) == 9
+
+
 def test_lease_timings_are_checked():
     with pytest.raises(ValueError, match="at least twice"):
         LeaseSettings.from_config({"LEASE_TIMEOUT": 5, "LEASE_HEARTBEAT": 5})
     settings = LeaseSettings.from_config({"LEASE_TIMEOUT": None})
     assert settings.recovery_bound == 40  # the default: within a minute
+    with pytest.raises(ValueError, match="WORKER_PREFETCH"):
+        LeaseSettings.from_config({"WORKER_PREFETCH": 0})
 
 
 def test_retry_delays_grow_exponentially_with_jitter_and_a_cap():

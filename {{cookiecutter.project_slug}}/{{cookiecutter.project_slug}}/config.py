@@ -46,6 +46,11 @@ REAPER_INTERVAL = 10.0
 # A job whose worker died this many times is parked as failed rather than
 # queued again: it is probably what kills them (a poison pill).
 MAX_RECOVERIES = 3
+# On Redis, a worker takes up to this many jobs per round trip when more are
+# queued (never more than half of them) and runs them in turn. Jobs it has not
+# started go back to the queue when it stops, or after a second behind a
+# long job; 1 takes one job at a time.
+WORKER_PREFETCH = 8
 
 # Defaults of `python -m {{ cookiecutter.project_slug }}.worker` (its flags override them).
 # Process workers, so that job timeouts are enforced; SIGTERM and SIGINT

@@ -8,7 +8,8 @@ without a trace. The kit closes that gap:
   On Redis the message moves from the queue into the worker's own lease list
   (a script, or ``BLMOVE`` to wait on an empty queue); on SQLite the row
   moves into the ``kit_lease`` table in the same transaction. At no moment
-  is a job in neither place.
+  is a job in neither place. From a deep Redis queue a worker takes several
+  jobs in that step and runs them in turn (``WORKER_PREFETCH``).
 * Each worker process registers itself with an expiry time, renewed by every
   dequeue and by a heartbeat thread. While the process lives, its leases
   stay valid, however long its job runs.
@@ -30,6 +31,7 @@ worker runs somewhere. Recovered jobs run again, so jobs must be idempotent.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -63,6 +65,7 @@ class LeaseSettings:
     heartbeat: float = 5.0  # LEASE_HEARTBEAT: how often a worker renews
     reaper_interval: float = 10.0  # REAPER_INTERVAL: how often each worker looks
     max_recoveries: int = 3  # MAX_RECOVERIES: the poison-pill cap
+    prefetch: int = 8  # WORKER_PREFETCH: jobs a Redis worker takes per round trip
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LeaseSettings:
@@ -76,6 +79,7 @@ class LeaseSettings:
             heartbeat=float(get("LEASE_HEARTBEAT", cls.heartbeat)),
             reaper_interval=float(get("REAPER_INTERVAL", cls.reaper_interval)),
             max_recoveries=int(get("MAX_RECOVERIES", cls.max_recoveries)),
+            prefetch=int(get("WORKER_PREFETCH", cls.prefetch)),
         )
         if settings.heartbeat <= 0 or settings.timeout < 2 * settings.heartbeat:
             raise ValueError(
@@ -85,6 +89,8 @@ class LeaseSettings:
             )
         if settings.reaper_interval <= 0:
             raise ValueError("REAPER_INTERVAL must be positive")
+        if settings.prefetch < 1:
+            raise ValueError("WORKER_PREFETCH must be at least 1")
         return settings
 
     @property
@@ -108,6 +114,9 @@ class Lease:
     # Huey's per-run revoke flag, cleared together with the release
     # (LeasingHuey.delete explains why).
     clear_on_release: str | None = None
+    # Taken ahead, with the job before it (see LeaseManager.take): it may
+    # not have started when its worker died.
+    prefetched: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,9 @@ class Recovery:
     recoveries: int  # how many times this job has been lost so far
     retries_left: int
     reason: str
+    # False for a job that its worker had taken ahead and maybe not started:
+    # queued again as it was, the lost run not counted as an attempt.
+    counted: bool = True
 
 
 class Outage:
@@ -164,35 +176,79 @@ def display_name(worker: str) -> str:
 # Redis
 
 
-# Take the next message without blocking: renew the worker's registration
-# (when ARGV[2] is set), move the message into the worker's lease list, and
-# read Huey's two revoke flags for it (this run's and its task type's), so
-# that starting a job costs one round trip instead of two. The flags' keys
-# come from the message, which the kit's JSON serializer writes as
+# Take the next messages without blocking: renew the worker's registration
+# (when ARGV[2] is set), move the next message into the worker's lease list,
+# and read Huey's two revoke flags for it (this run's and its task type's),
+# so that starting a job costs one round trip instead of two. The flags'
+# keys come from the message, which the kit's JSON serializer writes as
 # {"__huey__": "message", "fields": [id, task name, ...]}; a message in
 # another shape is taken all the same, and Huey reads the flags itself.
+#
+# When more than ARGV[3] messages are left, up to that many more are taken
+# ahead into the worker's "ahead" list (never more than half of what is
+# left), so that a deep queue costs one round trip per batch. A job that was
+# recovered before (it has an entry in the recoveries hash) is never part of
+# a batch, neither behind another job nor with others behind it: if it is
+# what kills workers, it dies alone.
+#
+# The reply holds five items per message: the message, then each flag's key
+# and value (false, so nil in the reply, when the flags were not read).
 _TAKE_LUA = """
 if ARGV[2] ~= '' then
     redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 end
+
+local function job_of(raw)
+    local ok, message = pcall(cjson.decode, raw)
+    if ok and type(message) == 'table' and type(message.fields) == 'table' then
+        local id, name = message.fields[1], message.fields[2]
+        if type(id) == 'string' and type(name) == 'string' then
+            return id, name
+        end
+    end
+    return nil, nil
+end
+
+local reply = {}
+local function add(raw, id, name)
+    if id and KEYS[4] ~= '' then
+        local keys = {'r:' .. id, 'rt:' .. name}
+        local flags = redis.call('HMGET', KEYS[4], keys[1], keys[2])
+        -- A missing flag is false here, and nil in the reply.
+        table.insert(reply, raw)
+        table.insert(reply, keys[1])
+        table.insert(reply, flags[1])
+        table.insert(reply, keys[2])
+        table.insert(reply, flags[2])
+    else
+        table.insert(reply, raw)
+        for _ = 1, 4 do table.insert(reply, false) end
+    end
+end
+
 local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
 if not raw then
     return false
 end
-if KEYS[4] == '' then
-    return {raw}
+local id, name = job_of(raw)
+add(raw, id, name)
+if not id or redis.call('HEXISTS', KEYS[6], id) == 1 then
+    return reply
 end
-local ok, message = pcall(cjson.decode, raw)
-if ok and type(message) == 'table' and type(message.fields) == 'table' then
-    local id, name = message.fields[1], message.fields[2]
-    if type(id) == 'string' and type(name) == 'string' then
-        local keys = {'r:' .. id, 'rt:' .. name}
-        local flags = redis.call('HMGET', KEYS[4], keys[1], keys[2])
-        -- A missing flag is false here and nil in the reply.
-        return {raw, keys[1], flags[1], keys[2], flags[2]}
+local most, left = tonumber(ARGV[3]), redis.call('LLEN', KEYS[1])
+if left <= most then
+    return reply
+end
+for _ = 1, math.min(most, math.floor(left / 2)) do
+    raw = redis.call('LINDEX', KEYS[1], -1)
+    id, name = job_of(raw)
+    if not id or redis.call('HEXISTS', KEYS[6], id) == 1 then
+        break
     end
+    redis.call('LMOVE', KEYS[1], KEYS[5], 'RIGHT', 'LEFT')
+    add(raw, id, name)
 end
-return {raw}
+return reply
 """
 
 # Put a leased message back on the queue, but only if this lease still holds
@@ -227,8 +283,10 @@ return 1
 # Forget a worker that holds no lease: at a clean exit (ARGV[2] == ''), or
 # when the reaper is done with it and it has not come back to life since.
 _FORGET_LUA = """
-if redis.call('LLEN', KEYS[2]) > 0 or redis.call('LLEN', KEYS[3]) > 0 then
-    return 0
+for i = 2, 4 do
+    if redis.call('LLEN', KEYS[i]) > 0 then
+        return 0
+    end
 end
 local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' and expiry and tonumber(expiry) > tonumber(ARGV[2]) then
@@ -259,6 +317,7 @@ class RedisLeases:
 
     ``huey.lease.<queue>.workers``  sorted set: worker id -> registration expiry
     ``huey.lease.<queue>.held.<worker id>``  list: the messages that worker runs
+    ``huey.lease.<queue>.ahead.<worker id>``  list: the messages it took ahead
     ``huey.lease.<queue>.rescue.<worker id>``  list: jobs it adopted as reaper
     ``huey.lease.<queue>.recoveries``  hash: job id -> times lost so far
     ``huey.lease.<queue>.reaper``  the reaper lock
@@ -267,6 +326,7 @@ class RedisLeases:
 
     label = "Redis"
     errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+    prefetches = True
 
     def __init__(self, storage: RedisStorage):
         self.storage = storage
@@ -293,34 +353,50 @@ class RedisLeases:
     def rescue_key(self, worker: str) -> str:
         return f"{self.prefix}.rescue.{worker}"
 
+    def ahead_key(self, worker: str) -> str:
+        return f"{self.prefix}.ahead.{worker}"
+
     # A worker's side -----------------------------------------------------
 
     def register(self, worker: str, expires_at: float) -> None:
         self.conn.zadd(self.workers_key, {worker: expires_at})
 
-    def take(self, worker: str, expires_at: float | None) -> Lease | None:
-        """Move the next message from the queue into this worker's leases.
+    def take(self, worker: str, expires_at: float | None, ahead: int = 0) -> list[Lease]:
+        """Move the next message (and up to ``ahead`` more) into this worker's leases.
 
         With ``expires_at``, the worker's registration is renewed in the
         same round trip, before the move, so that a lease never exists
         without a registration to expire.
         """
-        storage, key = self.storage, self.held_key(worker)
-        keys = [storage.queue_key, key, self.workers_key, self.flags_key]
+        storage, key, ahead_key = self.storage, self.held_key(worker), self.ahead_key(worker)
+        keys = [
+            storage.queue_key,
+            key,
+            self.workers_key,
+            self.flags_key,
+            ahead_key,
+            self.recoveries_key,
+        ]
         renew = "" if expires_at is None else expires_at
-        reply = self._take(keys=keys, args=[worker, renew])
+        reply = self._take(keys=keys, args=[worker, renew, ahead])
         if reply is not None:
-            lease = Lease(reply[0], key)
-            if len(reply) == 5:
-                lease.revocations = {reply[1].decode(): reply[2], reply[3].decode(): reply[4]}
-            return lease
+            leases = []
+            for i in range(0, len(reply), 5):
+                lease = Lease(reply[i], key if i == 0 else ahead_key, prefetched=i > 0)
+                if reply[i + 1] is not None:
+                    lease.revocations = {
+                        reply[i + 1].decode(): reply[i + 2],
+                        reply[i + 3].decode(): reply[i + 4],
+                    }
+                leases.append(lease)
+            return leases
         if not storage.blocking:
-            return None
+            return []
         # Nothing queued: wait for a message as Huey's dequeue does (BRPOP
         # takes from the same end). Huey reads this job's revoke flags itself.
         move = ("BLMOVE", storage.queue_key, key, "RIGHT", "LEFT", storage.read_timeout)
         raw = self.conn.execute_command(*move)
-        return None if raw is None else Lease(raw, key)
+        return [] if raw is None else [Lease(raw, key)]
 
     def add_release(self, pipe: Any, lease: Lease, job_id: str) -> None:
         """Add the commands that release ``lease`` to a pipeline.
@@ -354,15 +430,26 @@ class RedisLeases:
 
     def own(self, worker: str) -> list[Lease]:
         """The leases this worker holds for jobs it runs (not rescued ones)."""
-        key = self.held_key(worker)
-        return [Lease(raw, key) for raw in self.conn.lrange(key, 0, -1)]
+        pipe = self.conn.pipeline(transaction=False)
+        keys = (self.held_key(worker), self.ahead_key(worker))
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        found = pipe.execute()
+        return [Lease(raw, key) for key, raws in zip(keys, found, strict=True) for raw in raws]
 
     def drop(self, lease: Lease) -> None:
         self.conn.lrem(lease.ref, 1, lease.raw)
 
     def unregister(self, worker: str) -> bool:
-        keys = [self.workers_key, self.held_key(worker), self.rescue_key(worker)]
-        return bool(self._forget(keys=keys, args=[worker, ""]))
+        return bool(self._forget(keys=self._worker_keys(worker), args=[worker, ""]))
+
+    def _worker_keys(self, worker: str) -> list[str]:
+        return [
+            self.workers_key,
+            self.held_key(worker),
+            self.rescue_key(worker),
+            self.ahead_key(worker),
+        ]
 
     # The reaper's side ---------------------------------------------------
 
@@ -383,12 +470,19 @@ class RedisLeases:
         job sits in its rescue list and the next reaper adopts it from there.
         """
         mine = self.rescue_key(me)
-        for source in (self.held_key(worker), self.rescue_key(worker)):
+        sources = (
+            (self.held_key(worker), False),
+            (self.rescue_key(worker), False),
+            # Taken ahead: maybe never started. Should this reaper die
+            # halfway, the next one counts them as lost runs (the safe side).
+            (self.ahead_key(worker), True),
+        )
+        for source, prefetched in sources:
             while True:
                 raw = self.conn.lmove(source, mine, "RIGHT", "LEFT")
                 if raw is None:
                     break
-                yield Lease(raw, mine)
+                yield Lease(raw, mine, prefetched=prefetched)
 
     def leftovers(self, me: str) -> Iterator[Lease]:
         """Jobs this reaper adopted earlier but could not settle."""
@@ -406,8 +500,7 @@ class RedisLeases:
         )
 
     def forget(self, worker: str, now: float) -> None:
-        keys = [self.workers_key, self.held_key(worker), self.rescue_key(worker)]
-        self._forget(keys=keys, args=[worker, repr(now)])
+        self._forget(keys=self._worker_keys(worker), args=[worker, repr(now)])
 
 
 # --------------------------------------------------------------------------
@@ -445,6 +538,9 @@ class SqliteLeases:
 
     label = "SQLite"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    # One job per take: SQLite workers poll, and a poll is no round trip to
+    # a server, so taking jobs ahead would save little.
+    prefetches = False
     clears_flags = True  # Huey's flags are rows of its kv table, next to ours
 
     def __init__(self, storage: SqliteStorage):
@@ -457,14 +553,14 @@ class SqliteLeases:
     def register(self, worker: str, expires_at: float) -> None:
         self.storage.sql(_SQLITE_REGISTER, (self.queue, worker, expires_at), commit=True)
 
-    def take(self, worker: str, expires_at: float | None) -> Lease | None:
+    def take(self, worker: str, expires_at: float | None, ahead: int = 0) -> list[Lease]:
         storage = self.storage
         # A cheap look first, as Huey's dequeue does, so that idle polling
         # never takes the write lock.
         if not storage.sql(
             "select 1 from task where queue = ? limit 1", (self.queue,), results=True
         ):
-            return None
+            return []
         with storage.db(commit=True) as curs:
             curs.execute(
                 "select id, data, priority from task where queue = ? "
@@ -473,7 +569,7 @@ class SqliteLeases:
             )
             row = curs.fetchone()
             if row is None:
-                return None
+                return []
             task_row, data, priority = row
             curs.execute("delete from task where id = ?", (task_row,))
             curs.execute(
@@ -483,7 +579,7 @@ class SqliteLeases:
             lease = Lease(bytes(data), curs.lastrowid, priority)
             if expires_at is not None:
                 curs.execute(_SQLITE_REGISTER, (self.queue, worker, expires_at))
-            return lease
+            return [lease]
 
     def add_release(self, curs: sqlite3.Cursor, lease: Lease, job_id: str) -> None:
         """Release ``lease`` inside another writer's transaction."""
@@ -641,6 +737,12 @@ RecoveryListener = Callable[[Recovery], None]
 
 # Seconds between two registration renewals made by take() itself.
 RENEW_ON_TAKE_EVERY = 1.0
+# Seconds that jobs taken ahead may wait behind a running job before they go
+# back to the queue, for other workers: a long job holds up nothing else.
+PREFETCH_HOLD = 1.0
+# Seconds after which the revoke flags read with a job taken ahead are too
+# old to go by: Huey reads them again before the run.
+PREFETCH_FRESH = 0.05
 
 
 class LeaseManager:
@@ -680,6 +782,9 @@ class LeaseManager:
         self._suspects: set[Any] = set()
         self._take_failures = 0
         self._renewed_at = 0.0  # when take() last renewed the registration
+        # Jobs taken ahead (Redis), next first, with when they were taken.
+        self._ahead: collections.deque[tuple[Lease, float]] = collections.deque()
+        self._ahead_lock = threading.Lock()
 
     @property
     def worker(self) -> str:
@@ -711,6 +816,7 @@ class LeaseManager:
             if self._users > 0:
                 return
             self._stop.set()
+        self.give_back_ahead()
         with contextlib.suppress(*self.backend.errors):
             # A process that still holds a lease (a job it could not put
             # back) stays registered until that lapses; the reaper takes over.
@@ -719,13 +825,46 @@ class LeaseManager:
     # Taking and finishing jobs.
 
     def take(self) -> Task | None:
-        """Huey's dequeue: the next job, together with a lease on it."""
+        """Huey's dequeue: the next job, together with a lease on it.
+
+        On Redis, a worker takes up to ``WORKER_PREFETCH`` jobs in one round
+        trip when the queue is deep, and runs them one after the other. Those
+        it has not started go back to the front of the queue when it stops,
+        or after ``PREFETCH_HOLD`` seconds behind a long job.
+        """
+        lease = self._next_ahead() or self._take_leases()
+        if lease is None:
+            return None
+        if self.stopping():
+            # A blocking pop that began before the shutdown can still bring
+            # a job, such as the one another worker of this consumer just
+            # put back: it goes back untouched, for a worker that stays,
+            # in front of those taken ahead, as it was.
+            self.give_back_ahead()
+            self._give_back(lease)
+            return None
+        try:
+            task = self.huey.deserialize_task(lease.raw)
+        except Exception:
+            log.exception("set aside a queue message no worker can read: %r", lease.raw[:500])
+            self._untrack(lease)
+            with contextlib.suppress(*self.backend.errors):
+                self.backend.bury(lease)
+            raise
+        lease.priority = task.priority or 0
+        task.kit_lease = lease
+        return task
+
+    def _take_leases(self) -> Lease | None:
+        """Take the next job (and maybe more, ahead) from the backend."""
         # The registration is renewed by the heartbeat, and here at most once
         # a second: a busy worker need not pay for it with every job.
         now = time.time()
         renew = now - self._renewed_at >= RENEW_ON_TAKE_EVERY
+        ahead = self.settings.prefetch - 1 if self.backend.prefetches else 0
         try:
-            lease = self.backend.take(self.worker, now + self.settings.timeout if renew else None)
+            expires_at = now + self.settings.timeout if renew else None
+            leases = self.backend.take(self.worker, expires_at, ahead)
         except self.backend.errors as exc:
             self.outage.failed(exc)
             self._take_failures += 1
@@ -737,31 +876,55 @@ class LeaseManager:
         if renew:
             self._renewed_at = now
         self.outage.ok()
-        if lease is None:
+        if not leases:
             return None
-        if self.stopping():
-            # A blocking pop that began before the shutdown can still bring
-            # a job, such as the one another worker of this consumer just
-            # put back: it goes back untouched, for a worker that stays.
-            self._give_back(lease)
-            return None
-        try:
-            task = self.huey.deserialize_task(lease.raw)
-        except Exception:
-            log.exception("set aside a queue message no worker can read: %r", lease.raw[:500])
-            with contextlib.suppress(*self.backend.errors):
-                self.backend.bury(lease)
-            raise
-        lease.priority = task.priority or 0
-        task.kit_lease = lease
-        self._track(lease)
-        return task
+        for lease in leases:
+            self._track(lease)
+        if len(leases) > 1:
+            taken_at = time.monotonic()
+            with self._ahead_lock:
+                self._ahead.extend((lease, taken_at) for lease in leases[1:])
+        return leases[0]
 
-    def _give_back(self, lease: Lease) -> None:
+    def _next_ahead(self) -> Lease | None:
+        with self._ahead_lock:
+            if not self._ahead:
+                return None
+            lease, taken_at = self._ahead.popleft()
+        if time.monotonic() - taken_at > PREFETCH_FRESH:
+            lease.revocations = None  # too old to go by: Huey reads the flags
+        return lease
+
+    def give_back_ahead(self, older_than: float | None = None) -> int:
+        """Put the jobs taken ahead back at the front of the queue, in order.
+
+        With ``older_than``, only once they have waited that many seconds.
+        Returns how many went back; one that could not stays here, to run.
+        """
+        with self._ahead_lock:
+            if not self._ahead:
+                return 0
+            if older_than is not None and time.monotonic() - self._ahead[0][1] < older_than:
+                return 0
+            leases = [lease for lease, _ in self._ahead]
+            self._ahead.clear()
+        # The next take looks at the front: the job due last goes there first.
+        kept = [lease for lease in reversed(leases) if not self._give_back(lease)]
+        if kept:
+            now = time.monotonic()
+            with self._ahead_lock:
+                self._ahead.extendleft((lease, now) for lease in kept)
+        return len(leases) - len(kept)
+
+    def _give_back(self, lease: Lease) -> bool:
+        """Put a job this worker took but will not run back at the front of the queue."""
         try:
             self.backend.requeue(lease, front=True)
         except self.backend.errors as exc:
-            log.error("could not give back a job at shutdown (%s); the reaper will recover it", exc)
+            log.error("could not give back a job (%s); it stays with this worker", exc)
+            return False
+        self._untrack(lease)
+        return True
 
     def _track(self, lease: Lease) -> None:
         key = self.backend.identity(lease)
@@ -870,16 +1033,23 @@ class LeaseManager:
     # The heartbeat thread.
 
     def _keep(self) -> None:
-        next_reap = time.monotonic()  # look at once: this may be a restart
+        next_beat = next_reap = time.monotonic()  # look at once: this may be a restart
+        # While jobs may be taken ahead, look at them twice per PREFETCH_HOLD.
+        prefetching = self.backend.prefetches and self.settings.prefetch > 1
+        tick = PREFETCH_HOLD / 2 if prefetching else float("inf")
         while True:
             now = time.monotonic()
-            self.beat()
+            if now >= next_beat:
+                self.beat()
+                next_beat = now + self.settings.heartbeat
             if now >= next_reap:
                 self.reap()
                 # Jitter keeps the workers of a fleet from waking together.
                 next_reap = now + self.settings.reaper_interval * random.uniform(0.8, 1.0)
-            wait = min(self.settings.heartbeat, max(0.0, next_reap - time.monotonic()))
-            if self._stop.wait(wait):
+            if prefetching:
+                self.give_back_ahead(older_than=PREFETCH_HOLD)
+            wait = min(next_beat, next_reap, now + tick) - time.monotonic()
+            if self._stop.wait(max(0.0, wait)):
                 return
 
     def beat(self) -> None:
@@ -940,7 +1110,7 @@ class LeaseManager:
         return done
 
     def _recover(self, lease: Lease, worker: str, done: list[Recovery]) -> None:
-        verdict = self.judge(lease.raw, worker)
+        verdict = self.judge(lease.raw, worker, counted=not lease.prefetched)
         if verdict is None:
             self.backend.bury(lease)
             return
@@ -964,11 +1134,15 @@ class LeaseManager:
             )
         done.append(recovery)
 
-    def judge(self, raw: bytes, worker: str) -> tuple[bytes | None, Recovery] | None:
+    def judge(
+        self, raw: bytes, worker: str, counted: bool = True
+    ) -> tuple[bytes | None, Recovery] | None:
         """Decide what happens to a job whose worker died.
 
         Returns the message to queue (None: park the job as failed) and a
         description, or None when the message cannot be read at all.
+        ``counted=False`` is for a job the worker had taken ahead, which
+        it may never have started: it is queued again as it was.
         """
         try:
             message = self.huey.serializer.deserialize(raw)
@@ -977,8 +1151,16 @@ class LeaseManager:
             log.exception("dropped a leased message no worker can read: %r", raw[:500])
             return None
         job_name = job_name.rsplit(".", 1)[-1]  # Huey's "module.name"
-        lost = self.backend.recoveries(job_id) + 1
+        before = self.backend.recoveries(job_id)
         dead = display_name(worker)
+        if not counted:
+            # Settling it leaves an entry in the recoveries, which keeps the
+            # job out of batches: should it be what kills workers, it dies
+            # alone next time, and that loss is counted.
+            reason = f"worker {dead} was lost holding it, maybe before it started; queued again"
+            recovery = Recovery(job_id, job_name, dead, True, before, retries, reason, False)
+            return raw, recovery
+        lost = before + 1
         cap = self.settings.max_recoveries
         if lost > cap:
             reason = (

@@ -201,7 +201,7 @@ def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched
 def _record_recovery(history: History, recovery: leases.Recovery) -> None:
     """Write a recovered (or parked) job's "worker lost" into its history."""
     if recovery.requeued:
-        history.record_recovered(recovery.job_id, recovery.reason)
+        history.record_recovered(recovery.job_id, recovery.reason, recovery.counted)
     else:
         history.record_parked(recovery.job_id, recovery.reason)
 

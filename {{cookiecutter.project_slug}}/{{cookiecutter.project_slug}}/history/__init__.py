@@ -341,15 +341,17 @@ class History:
 
     # -- hooks for other parts of the kit ------------------------------------
 
-    def record_recovered(self, task_or_id: Task | str, reason: str) -> bool:
+    def record_recovered(self, task_or_id: Task | str, reason: str, counted: bool = True) -> bool:
         """Record that a job's worker died and the job goes back to the queue.
 
         For the lease reaper: call it *before* re-enqueueing the job. The lost
         run counts as a failed attempt ("worker lost" on the timeline) and in
-        the overview's recovered count. Returns False when the record is not
-        running or queued any more (then nothing is written).
+        the overview's recovered count; with ``counted=False`` (a job its
+        worker had only taken ahead) it is not an attempt, nor a failure.
+        Returns False when the record is not running or queued any more
+        (then nothing is written).
         """
-        return self._worker_lost(task_or_id, reason, recovered=True)
+        return self._worker_lost(task_or_id, reason, recovered=True, counted=counted)
 
     def record_parked(self, task_or_id: Task | str, reason: str) -> bool:
         """Record that a job's worker died and the job is parked as failed.
@@ -359,11 +361,14 @@ class History:
         """
         return self._worker_lost(task_or_id, reason, recovered=False)
 
-    def _worker_lost(self, task_or_id: Task | str, reason: str, recovered: bool) -> bool:
+    def _worker_lost(
+        self, task_or_id: Task | str, reason: str, recovered: bool, counted: bool = True
+    ) -> bool:
         """End a run whose worker died: back to the queue, or parked as failed.
 
         Either way the lost run counts as a failed attempt, and a start that
-        was never published still was an attempt.
+        was never published still was an attempt, unless ``counted`` is
+        False: then only a start that was published is one.
         """
         job_id = getattr(task_or_id, "id", task_or_id)
         record = self.store.get(job_id)
@@ -376,17 +381,18 @@ class History:
             error = {"type": "WorkerLost", "message": reason}
             fields["error"] = model.to_json(error)
         lost = event("worker_lost", at, message=reason, worker=record.get("worker"), error=error)
+        counters = {"failed": 1, "recovered": 1} if recovered else {"failed": 1}
         change = Change(
             job_id,
             record["name"],
             at,
             status=model.QUEUED if recovered else model.FAILED,
             only_from=(model.RUNNING, model.QUEUED),
-            new_attempt="if_queued",
+            new_attempt="if_queued" if counted else "",
             count_recovered=recovered,
             fields=fields,
             events=[lost],
-            counters={"failed": 1, "recovered": 1} if recovered else {"failed": 1},
+            counters=counters if counted else {"recovered": 1},
         )
         return self.store.apply([change])
 
