@@ -16,18 +16,20 @@
   send, as "stop now" unless given ``-g TERM``.
 """
 
+import contextlib
 import ctypes
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from huey import Huey
 from huey.constants import WORKER_PROCESS, WORKER_THREAD
 from huey.consumer import Consumer, Environment, ProcessEnvironment
 from huey.consumer_options import ConsumerConfig, OptionParserHandler
+from huey.exceptions import TaskTimeout
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class GracefulProcessEnvironment(ProcessEnvironment):
 
     def __init__(self) -> None:
         super().__init__(signal.SIGINT, INTERRUPT_SIGNAL)
+        self._seconds = 0.0  # the running job's timeout, for the alarm's message
 
     def create_process(self, runnable: Any, name: str) -> Any:
         parent = os.getpid()
@@ -61,6 +64,25 @@ class GracefulProcessEnvironment(ProcessEnvironment):
     def init_child(self, process: Any) -> None:
         super().init_child(process)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, self._alarm)
+
+    def _alarm(self, signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"timeout ({self._seconds}s)")
+
+    @contextlib.contextmanager
+    def timeout(self, seconds: float) -> Iterator[None]:
+        """Stop a job that runs longer than ``seconds``, as Huey does.
+
+        Huey sets the SIGALRM handler before each job and restores it after,
+        two ``signal()`` calls per job; here the handler is set once per
+        worker process (``init_child``) and a job only arms the timer.
+        """
+        self._seconds = seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # disarm
 
 
 def _die_with(parent: int) -> None:
