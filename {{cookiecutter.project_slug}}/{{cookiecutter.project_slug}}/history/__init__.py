@@ -328,8 +328,12 @@ class History:
         )
 
     def _create(self, task: Task, at: float) -> dict[str, Any]:
-        # Fields for a record that does not exist yet (a job queued by code
-        # that bypassed the kit, or whose record was deleted meanwhile).
+        # Fields for a record that does not exist yet: a job queued by code
+        # that bypassed the kit. A job the kit queued carries its ``meta``
+        # (queue.py) and was recorded with its message, so it needs none,
+        # which spares every job's last write a copy of its payload.
+        if "meta" in task.kwargs:
+            return {}
         return {"payload": model.to_json(job_payload(task)), "enqueued_at": at}
 
     def _publish(self, running: list[Running], heartbeat: dict[str, Any]) -> None:
