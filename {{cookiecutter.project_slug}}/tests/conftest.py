@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import free_port, redis_answers, unique_queue_name, wait_for
+from support import (
+    descendants,
+    free_port,
+    redis_answers,
+    start_time,
+    unique_queue_name,
+    wait_for,
+)
 
 from {{ cookiecutter.project_slug }} import create_app
 
@@ -154,12 +162,19 @@ class Stack:
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)
+        children = {pid: start_time(pid) for pid in descendants(process.pid)}
         process.terminate()
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # A consumer killed, or stopped before its worker processes, leaves
+        # them running: they must not outlive the test.
+        for pid, started in children.items():
+            if started is not None and start_time(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def read_logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(self.logs.glob("*.log")))

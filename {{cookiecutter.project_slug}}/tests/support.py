@@ -3,6 +3,7 @@
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import redis
 
@@ -37,3 +38,33 @@ def wait_for(check, message: str, timeout: float = 15) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(message)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def start_time(pid: int) -> str | None:
+    """When a process started (clock ticks since boot), None once it is gone.
+
+    A pid and its start time name one process: a pid alone may be reused.
+    """
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None

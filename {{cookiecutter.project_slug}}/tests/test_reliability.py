@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import wait_for
+from support import descendants, wait_for
 
 from {{ cookiecutter.project_slug }} import create_app
 
@@ -90,25 +90,6 @@ def runs(stack: Stack) -> list[dict]:
 
 def started(stack: Stack, job_id: str) -> list[dict]:
     return [r for r in runs(stack) if r["id"] == job_id and r["event"] == "start"]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, read from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        found += children
-        todo += children
-    return found
 
 
 def kill_worker(stack: Stack, name: str) -> list[int]:

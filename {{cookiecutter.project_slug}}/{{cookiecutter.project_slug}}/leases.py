@@ -921,7 +921,9 @@ class LeaseManager:
         try:
             self.backend.requeue(lease, front=True)
         except self.backend.errors as exc:
-            log.error("could not give back a job (%s); it stays with this worker", exc)
+            # The lease stays: the job runs here, or, if this worker stops
+            # first, the reaper recovers it.
+            log.error("could not put a job back on the queue: %s", exc)
             return False
         self._untrack(lease)
         return True

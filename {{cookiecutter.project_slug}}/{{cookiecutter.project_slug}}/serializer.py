@@ -38,7 +38,7 @@ PLAIN = frozenset({str, int, float, bool, type(None)})
 
 def _encode(value: Any) -> Any:
     # Order matters: Message and Error are tuples too.
-    if type(value) in PLAIN or value is None or isinstance(value, (str, int, float, bool)):
+    if type(value) in PLAIN or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, Message):
         return {TAG: "message", "fields": _encode_items(value)}

@@ -216,8 +216,12 @@ local P, id, name, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = P .. ':job:' .. id
 if redis.call('EXISTS', key) == 1 then return 0 end
 redis.call('LPUSH', ARGV[5], ARGV[6])
-redis.call('HSET', key, 'name', name, 'events', ARGV[7], 'status', 'queued',
-  'state_at', at, unpack(ARGV, 8))
+-- The same order as APPLY_LUA: the create fields, then the change's own.
+local fields = {'name', name, unpack(ARGV, 8)}
+for _, value in ipairs({'events', ARGV[7], 'status', 'queued', 'state_at', at}) do
+  fields[#fields + 1] = value
+end
+redis.call('HSET', key, unpack(fields))
 redis.call('ZADD', P .. ':state:queued', at, id)
 redis.call('ZADD', P .. ':state:queued:' .. name, at, id)
 return 1
