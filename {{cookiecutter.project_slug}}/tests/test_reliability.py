@@ -152,6 +152,25 @@ def test_jobs_of_a_killed_worker_run_again_on_another(reliable_stack, backend):
     assert store.overview()["recovered"] == len(lost)
 
 
+def test_jobs_a_worker_took_ahead_run_elsewhere_while_it_is_stuck_on_a_long_one(
+    reliable_stack,
+):
+    stack = reliable_stack("redis")
+    long_id = dispatch(stack, "testSleep", {"tag": "long", "seconds": 5})
+    quick_ids = [dispatch(stack, "testSleep", {"tag": f"quick{i}"}) for i in range(10)]
+    # Taking the long job, the worker takes five quick ones ahead of time.
+    start_kit_worker(stack, "stuck", "--workers", "1")
+    wait_for(lambda: started(stack, long_id), "the long job did not start", 20)
+    start_kit_worker(stack, "free", "--workers", "1")
+
+    for job_id in quick_ids:
+        assert stack.wait_for_status(job_id, {"complete"}, 15)["status"] == "complete"
+
+    assert not [r for r in runs(stack) if r["id"] == long_id and r["event"] == "end"]
+    stuck_pid = started(stack, long_id)[0]["pid"]
+    assert all(started(stack, job_id)[0]["pid"] != stuck_pid for job_id in quick_ids)
+
+
 def test_a_lone_worker_killed_and_restarted_recovers_its_own_jobs(reliable_stack):
     stack = reliable_stack("redis")
     start_kit_worker(stack, "only", "--workers", "1")
