@@ -1160,7 +1160,9 @@ class LeaseManager:
             # job out of batches: should it be what kills workers, it dies
             # alone next time, and that loss is counted.
             reason = f"worker {dead} was lost holding it, maybe before it started; queued again"
-            recovery = Recovery(job_id, job_name, dead, True, before, retries, reason, False)
+            recovery = Recovery(
+                job_id, job_name, dead, True, before, retries, reason, counted=False
+            )
             return raw, recovery
         lost = before + 1
         cap = self.settings.max_recoveries

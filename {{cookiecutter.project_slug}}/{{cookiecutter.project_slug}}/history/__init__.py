@@ -385,7 +385,11 @@ class History:
             error = {"type": "WorkerLost", "message": reason}
             fields["error"] = model.to_json(error)
         lost = event("worker_lost", at, message=reason, worker=record.get("worker"), error=error)
-        counters = {"failed": 1, "recovered": 1} if recovered else {"failed": 1}
+        # An uncounted loss is a recovery, not a failure; a counted one fails
+        # the attempt, and a recovered job counts as recovered too.
+        counters = {"failed": 1} if counted else {}
+        if recovered:
+            counters["recovered"] = 1
         change = Change(
             job_id,
             record["name"],
@@ -396,7 +400,7 @@ class History:
             count_recovered=recovered,
             fields=fields,
             events=[lost],
-            counters=counters if counted else {"recovered": 1},
+            counters=counters,
         )
         return self.store.apply([change])
 

@@ -246,6 +246,11 @@ def percentile_ms(histogram: Mapping[int, int], fraction: float) -> float | None
     return float("inf")
 
 
+def event_lines(events: Iterable[Mapping[str, Any]]) -> str:
+    """Timeline events as stored: one JSON line each (``parse_events`` reads them)."""
+    return "".join(to_json(entry) + "\n" for entry in events)
+
+
 def parse_events(text: str | None) -> list[dict[str, Any]]:
     """Timeline events are stored as JSON lines, oldest first."""
     if not text:

@@ -396,7 +396,7 @@ class RedisStore:
         The record is what APPLY_LUA would write for the same change.
         False if the record exists already: nothing was written.
         """
-        events = "".join(model.to_json(e) + "\n" for e in change.events)
+        events = model.event_lines(change.events)
         if len(events) > self.settings.events_max_bytes:
             return False  # the general path trims the timeline
         args = [
@@ -431,7 +431,7 @@ class RedisStore:
             "only_from": list(change.only_from),
             "fill_duration": "duration" not in change.fields and change.status in FINISHING,
             "recovered": change.count_recovered,
-            "events": "".join(model.to_json(e) + "\n" for e in change.events),
+            "events": model.event_lines(change.events),
             "events_max": s.events_max_bytes,
             # JSON null would be truthy in Lua, hence False.
             "keep": {"cutoff": repr(change.at - keep.max_age), "count": keep.max_count}

@@ -218,7 +218,7 @@ class SqliteStore:
     def _append_events(
         self, cur: sqlite3.Cursor, job_id: str, events: list[dict], size: int
     ) -> None:
-        lines = "".join(model.to_json(e) + "\n" for e in events)
+        lines = model.event_lines(events)
         limit = self.settings.events_max_bytes
         if size + len(lines) <= limit:
             self._update(cur, job_id, "events = events || ?", lines)
