@@ -431,6 +431,21 @@ def test_a_revoke_reaches_a_job_taken_ahead_whose_flags_are_old(prefetching, mon
     assert record(prefetching, ids[1])["status"] == "revoked"
 
 
+def test_a_message_no_worker_can_read_is_set_aside_alone(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["job_leases"]
+    queue_key = prefetching.extensions["huey"].storage.queue_key
+    manager.backend.conn.rpush(queue_key, b"not a job")  # first in line
+
+    with pytest.raises(ValueError):
+        manager.take()
+
+    assert manager.backend.conn.lrange(manager.backend.dead_key, 0, -1) == [b"not a job"]
+    assert manager.backend.own(manager.worker) == []
+    assert pending(prefetching) == 10  # nothing was taken with it
+    assert manager.take().id == ids[0]
+
+
 def test_sqlite_workers_take_one_job_at_a_time(tmp_path):
     config = {"TESTING": True, "REDIS_URL": None, "WORKER_PREFETCH": 4}
     app = create_app({**config, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")})
