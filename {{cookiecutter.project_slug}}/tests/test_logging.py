@@ -14,6 +14,7 @@ from {{ cookiecutter.project_slug }}.logs import (
     JSONFormatter,
     configure_logging,
     current_request_id,
+    get_request_id,
     job_log_context,
 )
 
@@ -126,7 +127,23 @@ def test_a_malformed_incoming_request_id_is_replaced(client, bad):
 def test_the_request_id_does_not_leak_past_its_request(client):
     client.get("/healthz", headers={"X-Request-ID": "req-1"})
 
+    assert get_request_id() is None
     assert current_request_id.get() is None
+
+
+def test_log_lines_written_while_serving_a_request_carry_its_id(app, json_lines):
+    with app.test_request_context(headers={"X-Request-ID": "req-9"}):
+        logging.getLogger("web").info("serving")
+
+    (line,) = [line for line in json_lines() if line["message"] == "serving"]
+    assert line["request_id"] == "req-9"
+
+
+def test_a_request_keeps_one_id_however_often_it_is_asked(app):
+    with app.test_request_context():
+        first = get_request_id()
+
+        assert get_request_id() == first and len(first) == 32
 
 
 def test_the_request_id_travels_with_the_job_into_its_logs(queue_app, json_lines):

@@ -75,7 +75,10 @@ def dispatch(name: str) -> tuple[Response, int]:
         body.update(status=record.get("status", "queued"), duplicate=True)
         code = 200
     response = jsonify(body)
-    response.headers["Location"] = status_url
+    # The same URL without scheme and host, as Flask's own redirects are:
+    # Werkzeug converts an absolute Location on every response (IDNA and
+    # all), which costs about as much as the rest of the headers.
+    response.headers["Location"] = "/" + status_url.split("/", 3)[3]
     return response, code
 
 

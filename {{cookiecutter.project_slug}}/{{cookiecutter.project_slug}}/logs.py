@@ -26,12 +26,12 @@ import contextvars
 import datetime
 import json
 import logging
+import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 
 # The job running in this thread (or process), if any, as "name:id".
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -58,6 +58,7 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s [%(job)s] %(message)s"
 FORMATS = ("text", "json")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 # What an incoming id may look like: UUIDs, hex, ULIDs, trace headers such as
 # "Root=1-5759e988-bd862e3fe1be46a994272793". Anything else (too long, line
 # breaks, quotes) is replaced, so a client cannot forge or break log lines.
@@ -78,7 +79,7 @@ class JobContextFilter(logging.Filter):
         record.job_name = info.name if info else None
         record.job_id = info.id if info else None
         record.attempt = info.attempt if info else None
-        record.request_id = current_request_id.get()
+        record.request_id = get_request_id()
         return True
 
 
@@ -97,7 +98,7 @@ class JSONFormatter(logging.Formatter):
         entry["job_name"] = getattr(record, "job_name", info.name if info else None)
         entry["job_id"] = getattr(record, "job_id", info.id if info else None)
         entry["attempt"] = getattr(record, "attempt", info.attempt if info else None)
-        entry["request_id"] = getattr(record, "request_id", current_request_id.get())
+        entry["request_id"] = getattr(record, "request_id", get_request_id())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -167,24 +168,27 @@ def configure_consumer_logging(fmt: str) -> None:
 
 
 def init_request_ids(app: Flask) -> None:
-    """Give every request an id, for its log lines and the jobs it queues."""
-
-    @app.before_request
-    def assign_request_id() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-        g.request_id = request_id
-        g.request_id_token = current_request_id.set(request_id)
+    """Send every response's request id back in its ``X-Request-ID`` header."""
 
     @app.after_request
     def send_request_id(response: Response) -> Response:
-        if "request_id" in g:
-            response.headers.setdefault(REQUEST_ID_HEADER, g.request_id)
+        response.headers[REQUEST_ID_HEADER] = get_request_id()
         return response
 
-    @app.teardown_request
-    def forget_request_id(exc: BaseException | None) -> None:
-        token = g.pop("request_id_token", None)
-        if token is not None:
-            with contextlib.suppress(ValueError):  # set in another context
-                current_request_id.reset(token)
+
+def get_request_id() -> str | None:
+    """The id of the request being served, or of the one that queued the running job.
+
+    A request's id is made when first asked for (by a log line, a dispatch
+    or the response) and kept on ``g``, which Flask drops with the request.
+    Inside a job, :func:`job_log_context` holds it.
+    """
+    if not has_request_context():
+        return current_request_id.get()
+    request_id = g.get("request_id")
+    if request_id is None:
+        # The WSGI environ is cheaper to read than the parsed headers.
+        incoming = request.environ.get(REQUEST_ID_ENVIRON, "")
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+        g.request_id = request_id
+    return request_id

@@ -182,13 +182,13 @@ class Recorder:
     # -- writing -------------------------------------------------------
 
     def _start_flusher(self) -> None:
-        pid = os.getpid()
-        if self._owner_pid == pid:
+        # Once per process: after_fork() clears the owner in a forked child.
+        if self._owner_pid is not None:
             return
         with self._lock:
-            if self._owner_pid == pid:
+            if self._owner_pid is not None:
                 return
-            self._owner_pid = pid
+            pid = self._owner_pid = os.getpid()
             self.worker_id = f"{socket.gethostname()}:{pid}"
         thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
         thread.start()

@@ -25,7 +25,7 @@ from redis.retry import Retry
 from . import jobs, leases, unique
 from .controls import Controls, register_periodic
 from .history import History
-from .logs import current_request_id, job_log_context
+from .logs import get_request_id, job_log_context
 from .progress import job_scope
 from .serializer import JSONSerializer
 
@@ -170,12 +170,13 @@ def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched
     if job is None:
         raise UnknownJob(name)
     data = job.dump(job.load(payload))
-    history: History = current_app.extensions["job_history"]
-    meta = {"request_id": current_request_id.get(), "enqueued_at": time.time()}
-    task = current_app.extensions["job_tasks"][name].s(data, meta=meta, id=str(uuid.uuid4()))
+    extensions = current_app.extensions
+    history: History = extensions["job_history"]
+    meta = {"request_id": get_request_id(), "enqueued_at": time.time()}
+    task = extensions["job_tasks"][name].s(data, meta=meta, id=str(uuid.uuid4()))
     # A retry from the monitor is an operator's explicit wish: never a duplicate.
     key = None if retry_of else job.unique_hash(data)
-    claims: unique.Claims = current_app.extensions["job_claims"]
+    claims: unique.Claims = extensions["job_claims"]
     try:
         if key is not None:
             existing = claims.claim(name, key, task.id, job.unique_for)
@@ -193,8 +194,8 @@ def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched
     except BACKEND_ERRORS as exc:
         log.warning("queue unavailable, %s not queued: %s", name, exc)
         raise QueueUnavailable(str(exc)) from exc
-    if "job_metrics" in current_app.extensions:
-        current_app.extensions["job_metrics"].count("enqueued", name)
+    if "job_metrics" in extensions:
+        extensions["job_metrics"].count("enqueued", name)
     return Dispatched(task.id, created=True)
 
 

@@ -25,10 +25,11 @@ class JSONSerializer(Serializer):
     """Serialize Huey messages, results and metadata as compact JSON."""
 
     def _serialize(self, data: Any) -> bytes:
-        return json.dumps(_encode(data), separators=(",", ":")).encode()
+        return _ENCODER.encode(_encode(data)).encode()
 
     def _deserialize(self, data: bytes) -> Any:
-        return json.loads(data, object_hook=_decode)
+        # Redis and SQLite hand back bytes; str() also takes a memoryview.
+        return _DECODER.decode(data if isinstance(data, str) else str(data, "utf-8"))
 
 
 # Values that JSON holds as they are. Every message passes through _encode,
@@ -99,3 +100,9 @@ def _decode(obj: dict) -> Any:
     if tag == "skipped":
         return SKIPPED
     raise ValueError(f"unknown tag {tag!r} in a queue message")
+
+
+# Built once: json.dumps() and json.loads() given options build a new
+# encoder or decoder on every call, and every job passes through both.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder(object_hook=_decode)
