@@ -38,21 +38,14 @@ PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _encode(value: Any) -> Any:
-    # Order matters: Message and Error are tuples too.
+    # The commonest types first. Order matters below: Message and Error are
+    # tuples too.
     if type(value) in PLAIN or isinstance(value, (str, int, float, bool)):
         return value
-    if isinstance(value, Message):
-        return {TAG: "message", "fields": _encode_items(value)}
-    if isinstance(value, Error):
-        return {TAG: "error", "metadata": _encode(value.metadata)}
-    if isinstance(value, tuple):
-        return {TAG: "tuple", "items": _encode_items(value)}
-    if isinstance(value, list):
-        return _encode_items(value)
     if isinstance(value, dict):
         if TAG in value:
             # A user dict that uses our tag key is stored as pairs, so it can
-            # never be mistaken for one of the tagged objects above.
+            # never be mistaken for one of the tagged objects below.
             pairs = [[_check_key(key), _encode(item)] for key, item in value.items()]
             return {TAG: "dict", "pairs": pairs}
         return {
@@ -61,6 +54,14 @@ def _encode(value: Any) -> Any:
             )
             for key, item in value.items()
         }
+    if isinstance(value, list):
+        return _encode_items(value)
+    if isinstance(value, Message):
+        return {TAG: "message", "fields": _encode_items(value)}
+    if isinstance(value, Error):
+        return {TAG: "error", "metadata": _encode(value.metadata)}
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "items": _encode_items(value)}
     if isinstance(value, datetime.datetime):
         return {TAG: "datetime", "value": value.isoformat()}
     if value is SKIPPED:
