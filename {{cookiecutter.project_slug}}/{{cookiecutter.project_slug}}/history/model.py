@@ -7,6 +7,7 @@ bump throughput counters. Both backends (Redis and SQLite) apply a
 live here, once, and the backends only decide *how* to write it.
 """
 
+import functools
 import json
 import os
 import socket
@@ -178,9 +179,16 @@ def now() -> float:
     return time.time()
 
 
+@functools.cache
 def worker_id() -> str:
-    """This process's identity in records and heartbeats: ``host:pid``."""
+    """This process's identity in records and heartbeats: ``host:pid``.
+
+    Asked for on every job's start: kept, and forgotten in a forked child.
+    """
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+os.register_at_fork(after_in_child=worker_id.cache_clear)
 
 
 # Built once: json.dumps() with options builds a new encoder on every call.
