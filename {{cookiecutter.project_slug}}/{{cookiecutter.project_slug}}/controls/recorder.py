@@ -9,7 +9,6 @@ rides on the history's final write for that run (no trip of its own).
 """
 
 import collections
-import json
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..history.model import to_json
 from .model import Flush, LogLimits
 
 log = logging.getLogger(__name__)
@@ -135,9 +135,7 @@ class Recorder:
                 return
             run.seq += 1
             entry["seq"] = run.seq
-            run.lines.append(
-                json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
-            )
+            run.lines.append(to_json(entry))
             if len(run.lines) > self.limits.lines:
                 # The store keeps only the newest lines anyway.
                 excess = len(run.lines) - self.limits.lines
