@@ -47,3 +47,15 @@ def test_non_json_values_are_refused():
 def test_a_pickled_message_is_rejected_not_executed():
     with pytest.raises(ValueError):
         serializer.deserialize(pickle.dumps({"nome": "Ana"}))
+
+
+@pytest.mark.parametrize("stored", [bytes, memoryview, bytes.decode])
+def test_a_message_reads_back_from_bytes_a_memoryview_or_text(stored):
+    data = serializer.serialize({"nome": "João"})
+
+    assert serializer.deserialize(stored(data)) == {"nome": "João"}
+
+
+def test_bytes_that_are_not_utf8_are_rejected():
+    with pytest.raises(ValueError):
+        serializer.deserialize(b'{"nome": "\xff"}')
