@@ -82,8 +82,8 @@ def generate_project(workdir: Path) -> Path:
 
 def make_prototypes(app) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
     """One completed and one failed record, written by the real code."""
-    history = app.extensions["job_history"]
-    huey = app.extensions["huey"]
+    history = app.extensions["jobkit"].history
+    huey = app.extensions["jobkit"].huey
     client = app.test_client()
     payload = {"nome": "João da Silva", "idade": 42}
 
@@ -109,10 +109,10 @@ def make_prototypes(app) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
 
 def bulk_load(app, records: int, failed_share: float, now: float) -> None:
     """Write ``records`` job records and their indexes and rollups, pipelined."""
-    from acme_jobs.history import model
-    from acme_jobs.history.redis_store import rollup_fields
+    from acme_jobs.kit.history import model
+    from acme_jobs.kit.history.redis_store import rollup_fields
 
-    history = app.extensions["job_history"]
+    history = app.extensions["jobkit"].history
     conn, prefix = history.store.conn, history.store.prefix
     settings = history.settings
     done_proto, failed_proto = make_prototypes(app)
@@ -233,7 +233,7 @@ def main() -> None:
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         headers = {"Authorization": f"Basic {token}"}
         client = app.test_client()
-        history = app.extensions["job_history"]
+        history = app.extensions["jobkit"].history
         deep = str(args.records // 2)
         some_failed = history.page("failed", limit=1)[0][0]["id"]
         pages = [

@@ -137,7 +137,7 @@ def main() -> None:
     from bench_jobs.queue import enqueue
 
     app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit", "SECRET_KEY": "bench"})
-    kit_huey = app.extensions["huey"]
+    kit_huey = app.extensions["jobkit"].huey
     body = {"nome": "João", "idade": 30}
 
     def kit_enqueue(k: int) -> None:

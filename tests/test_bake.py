@@ -39,9 +39,13 @@ LEFTOVER_PATTERNS = (
 )
 
 
+# The monitor's Jinja templates and static files, copied as they are.
+RAW_FOLDERS = ("kit/monitor/templates", "kit/monitor/static")
+
+
 def copied_raw(relative: str, slug: str) -> bool:
-    """Whether ``relative`` lies in the package's templates/ or static/."""
-    return relative.startswith((f"{slug}/templates/", f"{slug}/static/"))
+    """Whether ``relative`` lies in a folder that is copied unrendered."""
+    return relative.startswith(tuple(f"{slug}/{folder}/" for folder in RAW_FOLDERS))
 
 
 @pytest.mark.parametrize("name", ALL_VARIANTS)
@@ -164,13 +168,13 @@ def test_pyproject_carries_the_answers(bake, name):
 def test_package_templates_and_static_files_are_copied_unrendered(default_project):
     sources = [
         path
-        for folder in ("templates", "static")
+        for folder in RAW_FOLDERS
         if (PACKAGE_TEMPLATE / folder).is_dir()
         for path in (PACKAGE_TEMPLATE / folder).rglob("*")
         if path.is_file()
     ]
     if not sources:
-        pytest.skip("the package template has no templates/ or static/ files")
+        pytest.fail("the monitor's templates and static files are missing")
     slug_dir = default_project.path / default_project.variant.slug
 
     changed = [

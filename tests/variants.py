@@ -33,9 +33,6 @@ class Variant:
 
     name: str
     overrides: dict[str, str] = field(default_factory=dict)
-    # Whether the baked project's whole test suite runs, or only the tests
-    # not marked slow (to keep the template's CI fast).
-    full_suite: bool = False
 
     def answer(self, key: str) -> str:
         if key in self.overrides:
@@ -69,7 +66,7 @@ class Variant:
 VARIANTS = {
     variant.name: variant
     for variant in (
-        Variant("default", full_suite=True),
+        Variant("default"),
         Variant(
             "py312-apache-no-docker",
             {
@@ -96,7 +93,6 @@ VARIANTS = {
                 "use_github_actions": "no",
                 "license": "Proprietary",
             },
-            full_suite=True,
         ),
         Variant(
             "py313-custom-slug-docker",

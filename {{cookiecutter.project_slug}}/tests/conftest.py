@@ -1,47 +1,30 @@
-"""Shared fixtures.
+"""Fixtures for testing your app and its jobs.
 
-Unit tests use ``app`` (Huey's immediate mode: a job runs inside the request
-that queues it) or ``queue_app`` (a real SQLite queue with no worker, to see
-exactly what was queued). Integration tests start the real thing, a web
-server and a ``huey_consumer``, with ``start_stack``.
+* ``app`` / ``client``: Huey's immediate mode, so a job runs inside the
+  request that queues it. The quickest way to test what a job does.
+* ``queue_app`` / ``queue_client``: a real SQLite queue and no worker, so
+  a test can see exactly what was queued.
+* ``start_worker``: a real ``python -m {{ cookiecutter.project_slug }}.worker`` process on SQLite
+  or on Redis, for end-to-end tests.
 """
 
-import contextlib
 import json
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from support import (
-    descendants,
-    free_port,
-    redis_answers,
-    start_time,
-    unique_queue_name,
-    wait_for,
-)
 
 from {{ cookiecutter.project_slug }} import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "{{ cookiecutter.project_slug }}"
-
-# The worker flags the README recommends, with short polling for SQLite.
-WORKER_FLAGS = ["--worker-type", "process", "--workers", "2", "--delay", "0.01"]
-WORKER_FLAGS += ["--max-delay", "0.25", "--graceful-signal", "TERM", "--shutdown-timeout", "10"]
-# No periodic runs on their own: the example relatorioFila (every 5 minutes)
-# would add a job to the counts of a test that straddles such a minute.
-WORKER_FLAGS += ["--no-periodic"]
 
 
 @pytest.fixture
@@ -74,192 +57,104 @@ def queue_client(queue_app):
     return queue_app.test_client()
 
 
+def pending(app) -> int:
+    """How many jobs wait in the app's queue."""
+    from {{ cookiecutter.project_slug }} import jobkit
+
+    return jobkit.huey(app).pending_count()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """A Redis to test against: $REDIS_URL, else a private redis-server.
 
-    Without either the Redis tests skip, unless REQUIRE_REDIS=1 (as in CI),
-    which turns the skip into a failure.
+    With neither, Redis tests are skipped; REQUIRE_REDIS=1 (as in CI) makes
+    that a failure instead.
     """
     url = os.environ.get("REDIS_URL")
     if url:
-        _require(redis_answers(url), f"REDIS_URL={url} does not answer PING")
+        if not _redis_answers(url):
+            _no_redis(f"REDIS_URL={url} does not answer PING")
         yield url
         return
     binary = shutil.which("redis-server")
-    _require(binary is not None, "no REDIS_URL and no redis-server binary")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
+    if binary is None:
+        _no_redis("no REDIS_URL and no redis-server binary")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
+        cwd=tmp_path_factory.mktemp("redis"),
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        wait_for(lambda: redis_answers(url), "redis-server did not start")
+        wait_until(lambda: _redis_answers(url), "redis-server did not start")
         yield url
     finally:
         server.terminate()
         server.wait(10)
 
 
-def _require(condition: bool, reason: str) -> None:
-    if condition:
-        return
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _no_redis(reason: str) -> None:
     if os.environ.get("REQUIRE_REDIS") == "1":
         pytest.fail(f"REQUIRE_REDIS=1 but Redis is unavailable: {reason}")
     pytest.skip(f"Redis unavailable: {reason}")
 
 
-@pytest.fixture
-def redis_app(redis_url):
-    """An app queueing on Redis, with no worker."""
-    return create_app({"TESTING": True, "REDIS_URL": redis_url, "QUEUE_NAME": unique_queue_name()})
+def wait_until(check: Callable[[], object], message: str, timeout: float = 20) -> None:
+    """Poll ``check`` until it returns something true: wait on an event, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.02)
 
 
-class Stack:
-    """A running web server and worker, driven over real HTTP."""
+@pytest.fixture(params=["sqlite", "redis"])
+def start_worker(request, tmp_path) -> Iterator[Callable[[], object]]:
+    """``start_worker()`` runs a real worker and returns an app on the same queue.
 
-    def __init__(self, base_url: str, env: dict[str, str], logs: Path):
-        self.base_url = base_url
-        self.env = env
-        self.logs = logs
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.load(exc)
-
-    def wait_for_status(self, job_id: str, statuses: set[str], timeout: float = 20) -> dict:
-        """Poll ``GET /jobs/<id>`` until the job reaches one of ``statuses``."""
-        deadline = time.monotonic() + timeout
-        record: dict = {}
-        while time.monotonic() < deadline:
-            code, record = self.request("GET", f"/jobs/{job_id}")
-            if code == 200 and record["status"] in statuses:
-                return record
-            time.sleep(0.02)
-        raise AssertionError(f"job {job_id} never reached {statuses}: {record}\n{self.read_logs()}")
-
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            argv, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        self.processes[name] = process
-        return process
-
-    def start_worker(self, name: str = "worker", flags: list[str] = WORKER_FLAGS):
-        consumer = [sys.executable, "-m", "huey.bin.huey_consumer", f"{PACKAGE}.worker.huey"]
-        return self.start(name, consumer + flags)
-
-    def stop(self, name: str) -> None:
-        process = self.processes.pop(name)
-        children = {pid: start_time(pid) for pid in descendants(process.pid)}
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        # A consumer killed, or stopped before its worker processes, leaves
-        # them running: they must not outlive the test.
-        for pid, started in children.items():
-            if started is not None and start_time(pid) == started:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def read_logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(self.logs.glob("*.log")))
-
-
-@pytest.fixture
-def start_stack(tmp_path) -> Iterator:
-    """Start a web server and a worker on "sqlite" or on a Redis URL.
-
-    ``env`` adds environment variables (settings as ``FLASK_<NAME>``) for
-    both processes.
+    Parametrised: each test using it runs once on SQLite and once on Redis.
     """
-    stacks: list[Stack] = []
+    settings = {"QUEUE_NAME": f"test_{uuid.uuid4().hex[:12]}"}
+    if request.param == "redis":
+        settings["REDIS_URL"] = request.getfixturevalue("redis_url")
+    else:
+        settings.update(REDIS_URL=None, SQLITE_PATH=str(tmp_path / "queue.sqlite3"))
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env.update({f"FLASK_{key}": json.dumps(value) for key, value in settings.items()})
+    env.update(PYTHONPATH=str(PROJECT_ROOT), FLASK_SKIP_DOTENV="1")
+    workers: list[subprocess.Popen] = []
 
-    def start(
-        redis_url: str | None = None, worker: bool = True, env: dict[str, str] | None = None
-    ) -> Stack:
-        port = free_port()
-        extra = env or {}
-        env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), FLASK_QUEUE_NAME=unique_queue_name())
-        env["FLASK_SKIP_DOTENV"] = "1"  # no .flaskenv: no debug reloader in tests
-        env.pop("REDIS_URL", None)
-        if redis_url:
-            env["REDIS_URL"] = redis_url
-        else:
-            env["FLASK_SQLITE_PATH"] = json.dumps(str(tmp_path / "queue.sqlite3"))
-        env.update(extra)
-        logs = tmp_path / f"logs-{port}"
-        logs.mkdir()
-        stack = Stack(f"http://127.0.0.1:{port}", env, logs)
-        stacks.append(stack)
-        stack.start(
-            "web", [sys.executable, "-m", "flask", "--app", PACKAGE, "run", "--port", str(port)]
-        )
-        if worker:
-            stack.start_worker()
-        wait_for(lambda: _answers(stack.base_url + "/healthz"), "the web server did not start")
-        return stack
+    def start():
+        log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed with the process
+        argv = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.worker", "--workers", "1", "--no-periodic"]
+        workers.append(subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+        return create_app({"TESTING": True, **settings})
 
     yield start
-    for stack in stacks:
-        for name in list(stack.processes):
-            stack.stop(name)
+    for worker in workers:
+        worker.terminate()  # a graceful stop, as a deploy would do it
+        worker.wait(30)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def wait_for_status(client, job_id: str, statuses: set[str]) -> dict:
+    """Poll ``GET /jobs/<id>`` until the job reaches one of ``statuses``."""
+    record: dict = {}
 
+    def reached() -> bool:
+        nonlocal record
+        record = client.get(f"/jobs/{job_id}").get_json()
+        return record["status"] in statuses
 
-# What redis-py sends when it opens a connection: not a request of the code
-# being measured (another thread may hold the pooled connection meanwhile).
-HANDSHAKE = {b"HELLO", b"CLIENT", b"AUTH", b"SELECT"}
-
-
-def command_name(packed) -> bytes:
-    """The first command's name in a RESP-encoded request."""
-    data = b"".join(packed) if isinstance(packed, list | tuple) else bytes(packed)
-    parts = data.split(b"\r\n", 3)
-    return parts[2].upper() if len(parts) > 2 else b""
-
-
-@pytest.fixture
-def round_trips(monkeypatch):
-    """Count requests sent to Redis: a pipeline or a script call is one."""
-    original = redis.connection.Connection.send_packed_command
-
-    @contextlib.contextmanager
-    def counter(this_thread_only=False):
-        sent = []
-        here = threading.current_thread()
-
-        def counting(self, command, check_health=True):
-            mine = not this_thread_only or threading.current_thread() is here
-            if mine and command_name(command) not in HANDSHAKE:
-                sent.append(command)
-            return original(self, command, check_health)
-
-        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
-        try:
-            yield lambda: len(sent)
-        finally:
-            monkeypatch.setattr(redis.connection.Connection, "send_packed_command", original)
-
-    return counter
+    wait_until(reached, f"job {job_id} never reached {statuses}")
+    return record

@@ -1,16 +1,24 @@
-"""{{ cookiecutter.project_name }}: the app factory that ties the web app and its job queue."""
+"""{{ cookiecutter.project_name }}: the app factory.
+
+This package is yours: the factory below, your settings (``config.py``),
+your jobs (``jobs/``) and your own views (``views.py``). The job machinery
+is the ``kit`` subpackage, a Flask extension you use but do not edit.
+"""
 
 import os
 from typing import Any
 
 from flask import Flask
 
-from . import api, cli, config, health, metrics, monitor, queue
-from .logs import configure_logging, init_request_ids
+from . import config, views
+from .kit import JobKit
+
+# Flask's extension pattern: one JobKit, bound to each app in the factory.
+jobkit = JobKit()
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the Flask app: defaults, then the environment, then ``test_config``."""
+    """Create the Flask app: your config, then the environment, then ``test_config``."""
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config)
     app.config.from_prefixed_env()
@@ -19,13 +27,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
 
-    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
-    init_request_ids(app)
-    queue.init_app(app)
-
-    app.register_blueprint(api.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(cli.bp)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(monitor.bp)
+    # The queue, POST /jobs/<name>, `flask jobs`, /healthz, /metrics, /monitor.
+    jobkit.init_app(app)
+    app.register_blueprint(views.bp)
     return app

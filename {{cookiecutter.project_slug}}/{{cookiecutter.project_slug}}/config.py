@@ -1,9 +1,13 @@
-"""Default settings. Every one can be overridden from the environment.
+"""Your settings. Every one can be overridden from the environment.
 
 ``FLASK_<NAME>`` sets ``<NAME>`` (``FLASK_MAX_CONTENT_LENGTH=131072``); values
 are parsed as JSON when they can be. ``REDIS_URL`` is also read as is, the
-name every hosting platform uses. Secrets (``FLASK_SECRET_KEY``) come only
-from the environment: never write them here.
+name every hosting platform uses. Secrets (``FLASK_SECRET_KEY``, the monitor's
+password) come only from the environment: never write them here.
+
+The job kit's settings (timeouts, leases, history retention, the monitor...)
+have defaults in ``kit/settings.py``; set any of them here or in the
+environment to change it.
 """
 
 # The queue's name: Redis keys and SQLite rows are namespaced by it.
@@ -13,142 +17,15 @@ QUEUE_NAME = "{{ cookiecutter.project_slug }}"
 # Set (redis://host:6379/0): Redis, which lets many machines share the work.
 REDIS_URL = None
 
-# Where the SQLite queue lives when REDIS_URL is unset. None means
-# ``<instance folder>/queue.sqlite3``; the web app and the worker must agree.
-SQLITE_PATH = None
-
-# Seconds to wait for Redis before answering 503: short, so an outage is
-# reported at once instead of piling up stuck requests.
-REDIS_CONNECT_TIMEOUT = 1.0
-REDIS_SOCKET_TIMEOUT = 5.0
-
-# Run jobs in the calling process instead of queueing them (tests only).
-QUEUE_IMMEDIATE = False
-
-# Modules to import jobs from besides the jobs package, as dotted names
-# (FLASK_JOB_MODULES='["billing.jobs"]'); web and worker must agree.
-JOB_MODULES: list[str] = []
-
-# Seconds a job may run before it is stopped and counted as a failed
-# attempt ("timed out"), for jobs that set no timeout of their own. Enforced
-# with process workers, the default of `python -m {{ cookiecutter.project_slug }}.worker`.
+# Seconds a job may run before it is stopped, for jobs that set no timeout.
 JOB_TIMEOUT = 300
-
-# At-least-once delivery (leases.py). A worker renews its registration every
-# LEASE_HEARTBEAT seconds; one silent for LEASE_TIMEOUT seconds is dead, and
-# the next reaper pass (every REAPER_INTERVAL seconds, in some worker) puts
-# its jobs back on the queue as a failed attempt. Worst case from a worker's
-# death to its jobs being queued again: LEASE_TIMEOUT + REAPER_INTERVAL.
-LEASES_ENABLED = True
-LEASE_TIMEOUT = 30.0
-LEASE_HEARTBEAT = 5.0
-REAPER_INTERVAL = 10.0
-# A job whose worker died this many times is parked as failed rather than
-# queued again: it is probably what kills them (a poison pill).
-MAX_RECOVERIES = 3
-# On Redis, a worker takes up to this many jobs per round trip when more are
-# queued (never more than half of them) and runs them in turn. Jobs it has not
-# started go back to the queue when it stops, or after a second behind a
-# long job; 1 takes one job at a time.
-WORKER_PREFETCH = 8
-
-# Defaults of `python -m {{ cookiecutter.project_slug }}.worker` (its flags override them).
-# Process workers, so that job timeouts are enforced; SIGTERM and SIGINT
-# let running jobs finish for WORKER_SHUTDOWN_TIMEOUT seconds, then put
-# back on the queue what is still running.
-WORKER_TYPE = "process"
-WORKERS = 2
-WORKER_SHUTDOWN_TIMEOUT = 30.0
 
 # Largest request body accepted, in bytes; larger ones get 413.
 MAX_CONTENT_LENGTH = 64 * 1024
 
-LOG_LEVEL = "INFO"
-# "text" for people, "json" (one object per line, with job name, job id,
-# attempt and request id) for log collectors.
-LOG_FORMAT = "text"
-
-# /metrics (Prometheus). Closed until one of these is set: a bearer token
-# (FLASK_METRICS_TOKEN), or the monitor's user (MONITOR_USERNAME and
-# MONITOR_PASSWORD) over HTTP Basic.
-METRICS_TOKEN = None
-# Each process writes its counts to the queue's backend this often (seconds).
-METRICS_FLUSH_INTERVAL = 1.0
-# A worker whose last heartbeat is older than this (seconds) is not alive.
-METRICS_WORKER_TTL = 15.0
-# Upper bounds (seconds) of the job duration histogram's buckets.
-METRICS_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
-
-# -- Job history (what /monitor and GET /jobs/<id> show) ---------------------
-# Finished records are kept until they are older than MAX_AGE seconds or
-# beyond the newest MAX_COUNT of their status, whichever comes first. Each
-# new record removes up to two that are past a limit, so there is no sweeper
-# to run. Failures are kept longer: they are what you come back for.
-HISTORY_COMPLETED_MAX_AGE = 7 * 24 * 3600
-HISTORY_COMPLETED_MAX_COUNT = 100_000
-HISTORY_FAILED_MAX_AGE = 30 * 24 * 3600
-HISTORY_FAILED_MAX_COUNT = 100_000
-# Throughput counters per job name: per minute (the overview's chart) and
-# per hour (its per-job table), kept this many seconds.
-HISTORY_MINUTE_ROLLUPS_AGE = 2 * 24 * 3600
-HISTORY_HOUR_ROLLUPS_AGE = 30 * 24 * 3600
-# How much of a job's return value and of a traceback is stored (characters).
-HISTORY_RESULT_PREVIEW_CHARS = 2000
-HISTORY_TRACEBACK_CHARS = 10_000
-# A worker writes its heartbeat this often (seconds); one silent for
-# WORKER_DEAD_AFTER seconds shows as dead.
-HISTORY_HEARTBEAT_SECONDS = 5.0
-HISTORY_WORKER_DEAD_AFTER = 15.0
-# A job still running after this many seconds is shown as running. Shorter
-# jobs are written once, when they end: a start and an end in one write
-# instead of two, which is most of what history costs a busy worker.
-HISTORY_RUNNING_PUBLISH_DELAY = 0.25
-
-# -- Job controls: progress, logs, cancel, pause, audit (controls/) ----------
-# Running jobs' progress and log lines are written (and cancel requests read)
-# at most this often, in seconds: one round trip per worker process.
-JOB_PROGRESS_INTERVAL = 0.5
-# A job's log lines are kept with its record (same retention): the newest
-# ones within both limits. Records below JOB_LOGS_LEVEL are not kept.
-JOB_LOGS_MAX_LINES = 500
-JOB_LOGS_MAX_BYTES = 64 * 1024
-JOB_LOGS_LEVEL = "INFO"
-# Workers look up what is paused at most this often (seconds): a pause or a
-# resume takes effect within about this long.
-PAUSE_CHECK_INTERVAL = 1.0
-# Operator actions kept in the audit log (the oldest go first).
-AUDIT_MAX_ENTRIES = 10_000
-
-# -- /monitor ----------------------------------------------------------------
-# Credentials, from FLASK_MONITOR_USERNAME and FLASK_MONITOR_PASSWORD. With
-# none set the monitor refuses everyone (and says how to set them).
-MONITOR_USERNAME = None
-MONITOR_PASSWORD = None
-# Let anyone in when no credentials are set, but only while the app runs in
-# debug mode (flask run --debug): handy on a laptop, never in production.
-MONITOR_OPEN_IN_DEBUG = False
-# A login lasts this many hours.
-MONITOR_SESSION_HOURS = 8
-# An address that gets the credentials wrong this many times within the window
-# (seconds), on the login form, over HTTP Basic or on /metrics, is refused
-# with 429 until the window has passed. Counted per web process.
-MONITOR_LOGIN_ATTEMPTS = 10
-MONITOR_LOGIN_WINDOW = 600
-# Payload and result keys shown as "[redacted]": a key is hidden when it
-# contains one of these, ignoring case, "_" and "-" ("api_key", "X-Api-Key").
-MONITOR_REDACT_KEYS = [
-    "password", "passwd", "secret", "token", "apikey", "authorization",
-    "cookie", "session", "creditcard", "cardnumber", "cvv", "iban", "ssn", "privatekey",
-]  # fmt: skip
-# Live refresh: the default interval and the bounds any page request is held to.
-MONITOR_REFRESH_SECONDS = 5
-MONITOR_REFRESH_MIN = 1
-MONITOR_REFRESH_MAX = 60
-# Rows per list page (a page may ask for up to 200).
-MONITOR_PAGE_SIZE = 50
-# Searching failures by error text reads at most this many records per page.
-MONITOR_SEARCH_SCAN_LIMIT = 10_000
-# "Retry all matching" queues at most this many jobs per click.
-MONITOR_BULK_LIMIT = 1000
 # Browsers send the session cookie only to requests from this site's own pages.
 SESSION_COOKIE_SAMESITE = "Lax"
+
+LOG_LEVEL = "INFO"
+# "text" for people, "json" (one object per line) for log collectors.
+LOG_FORMAT = "text"

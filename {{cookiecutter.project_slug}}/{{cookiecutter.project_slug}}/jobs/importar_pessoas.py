@@ -19,20 +19,25 @@ import time
 
 from marshmallow import Schema, fields, validate
 
-from ..progress import report
-from . import job
-from .job_modelo import Pessoa
+from ..kit import job, report
 
 JOB_NAME = "importarPessoas"
 
 log = logging.getLogger(__name__)
 
 
+class PessoaImportada(Schema):
+    """One person to import (this job's own schema, so it stands alone)."""
+
+    nome = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    idade = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=150))
+
+
 class Importacao(Schema):
     """The payload: the people to import, and the pretend cost of each one."""
 
     pessoas = fields.List(
-        fields.Nested(Pessoa), required=True, validate=validate.Length(min=1, max=10_000)
+        fields.Nested(PessoaImportada), required=True, validate=validate.Length(min=1, max=10_000)
     )
     atraso = fields.Float(load_default=0.2, validate=validate.Range(min=0, max=0.3))
 

@@ -10,8 +10,7 @@ import logging
 from flask import current_app
 from marshmallow import Schema, fields, validate
 
-from ..queue import enqueue
-from . import job
+from ..kit import enqueue, job
 
 JOB_NAME = "jobModelo"
 

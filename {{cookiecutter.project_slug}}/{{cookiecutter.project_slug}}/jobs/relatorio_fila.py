@@ -8,10 +8,7 @@ words, its last and next run, and a "Run now" button.
 
 import logging
 
-from flask import current_app
-
-from ..schedules import cron
-from . import periodic_job
+from ..kit import cron, periodic_job, queue_overview
 
 JOB_NAME = "relatorioFila"
 
@@ -21,8 +18,7 @@ log = logging.getLogger(__name__)
 @periodic_job(JOB_NAME, cron("*/5 * * * *"), timeout=60)
 def relatorio_fila() -> dict:
     """Log how many jobs are waiting, running and failing."""
-    history = current_app.extensions["job_history"]
-    overview = history.overview(hours=1)
+    overview = queue_overview(hours=1)
     counts = overview["counts"]
     report = {
         "queued": counts["queued"],

@@ -1,0 +1,88 @@
+"""The kit's shape: no import cycles, no oversized modules, one public API."""
+
+import ast
+from pathlib import Path
+
+import acme_jobs.kit
+
+KIT_DIR = Path(acme_jobs.kit.__file__).resolve().parent
+KIT = "acme_jobs.kit"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(KIT_DIR).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join([KIT, *parts])
+
+
+def kit_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(KIT_DIR.rglob("*.py"))}
+
+
+def load_time_imports(path: Path, name: str) -> set[str]:
+    """Kit modules that ``path`` imports when it is loaded.
+
+    Imports inside functions and under ``if TYPE_CHECKING:`` run later or
+    never, so they cannot make a cycle at import time.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    modules = kit_modules()
+    found = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                module = f"{base}.{module}" if module else base
+            # ``from pkg import sub`` needs the module ``pkg.sub``; ``from pkg
+            # import name`` needs ``pkg`` itself, fully loaded.
+            for alias in node.names:
+                submodule = f"{module}.{alias.name}"
+                found.add(submodule if submodule in modules else module)
+    return {module for module in found if module in modules and module != name}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in visiting:
+            return [*visiting[visiting.index(node) :], node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for target in sorted(graph[node]):
+            cycle = visit(target)
+            if cycle:
+                return cycle
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        cycle = visit(node)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_the_kit_has_no_import_cycles():
+    graph = {name: load_time_imports(path, name) for name, path in kit_modules().items()}
+
+    assert find_cycle(graph) is None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_every_public_name_is_importable_from_the_kit():
+    missing = [name for name in acme_jobs.kit.__all__ if not hasattr(acme_jobs.kit, name)]
+
+    assert missing == []

@@ -1,0 +1,108 @@
+"""The job registry, the example job and queueing from code."""
+
+import pytest
+from marshmallow import ValidationError
+
+from acme_jobs import create_app
+from acme_jobs.jobs.job_modelo import Pessoa, enqueue_job_modelo, job_modelo
+from acme_jobs.kit import registry
+from acme_jobs.kit.queue import UnknownJob, enqueue
+
+
+def test_discovery_finds_the_example_job():
+    found = registry.discover("acme_jobs.jobs")
+
+    assert found["jobModelo"].func is job_modelo
+    assert found["jobModelo"].schema is Pessoa
+
+
+def test_pessoa_accepts_a_valid_person():
+    assert Pessoa().load({"nome": "Ana", "idade": 0}) == {"nome": "Ana", "idade": 0}
+
+
+def test_the_example_job_greets_the_person(app):
+    with app.app_context():
+        result = job_modelo({"nome": "Ana", "idade": 17})
+
+    assert result["greeting"] == "Olá, Ana!"
+    assert result["adult"] is False
+
+
+def test_enqueue_from_code_returns_the_job_id(app):
+    with app.app_context():
+        job_id = enqueue_job_modelo("Ana", 40)
+        record = app.extensions["jobkit"].history.get(job_id)
+
+    assert record["status"] == "complete"
+    assert record["result"]["nome"] == "Ana"
+
+
+def test_enqueue_from_code_validates_like_the_api(app):
+    with app.app_context(), pytest.raises(ValidationError) as error:
+        enqueue_job_modelo("", 40)
+
+    assert "nome" in error.value.messages
+
+
+def test_enqueue_rejects_unknown_jobs(app):
+    with app.app_context(), pytest.raises(UnknownJob):
+        enqueue("noSuchJob", {})
+
+
+def test_two_modules_cannot_claim_the_same_job_name():
+    def impostor(data):
+        return data
+
+    impostor.__module__ = "somewhere.else"
+    with pytest.raises(ValueError, match="must be unique"):
+        registry.job("jobModelo", schema=Pessoa)(impostor)
+
+
+@pytest.fixture
+def flaky_jobs(tmp_path):
+    """Register two extra jobs that fail, then remove them again."""
+    calls = {"retryable": 0, "permanent": 0}
+
+    @registry.job("testRetryable", schema=Pessoa, retries=2)
+    def retryable(data):
+        calls["retryable"] += 1
+        raise RuntimeError("temporary outage")
+
+    @registry.job("testPermanent", schema=Pessoa, retries=2)
+    def permanent(data):
+        calls["permanent"] += 1
+        raise registry.PermanentError("this person does not exist")
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "QUEUE_IMMEDIATE": True,
+            "REDIS_URL": None,
+            "SQLITE_PATH": str(tmp_path / "q.db"),
+        }
+    )
+    yield app, calls
+    del registry._registry["testRetryable"], registry._registry["testPermanent"]
+
+
+def test_a_failing_job_is_retried_then_recorded_as_failed(flaky_jobs):
+    app, calls = flaky_jobs
+    with app.app_context():
+        job_id = enqueue("testRetryable", {"nome": "Ana", "idade": 1})
+        record = app.extensions["jobkit"].history.get(job_id)
+
+    assert calls["retryable"] == 3
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "RuntimeError"
+    assert "temporary outage" in record["error"]["traceback"]
+
+
+def test_a_permanent_error_is_not_retried(flaky_jobs):
+    app, calls = flaky_jobs
+    with app.app_context():
+        job_id = enqueue("testPermanent", {"nome": "Ana", "idade": 1})
+        record = app.extensions["jobkit"].history.get(job_id)
+
+    assert calls["permanent"] == 1
+    assert record["status"] == "failed"
+    assert record["error"]["message"] == "this person does not exist"

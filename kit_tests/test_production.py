@@ -1,0 +1,159 @@
+"""The production processes, run directly: gunicorn with gunicorn.conf.py and
+two workers (``python -m <package>.worker``, the kit's defaults) sharing one
+Redis queue. These are docker-compose.yml's commands, with ``--scale
+worker=2``, minus the containers."""
+
+import json
+import os
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import PACKAGE, PROJECT_ROOT, Stack, _answers
+from support import free_port, unique_queue_name, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+TOKEN = "scrape-me"
+JOBS = 40
+
+
+@pytest.fixture
+def launch(tmp_path, redis_url):
+    """Start gunicorn and ``workers`` workers, with extra environment."""
+    stacks = []
+
+    def start(workers: int = 2, **extra: str) -> Stack:
+        port = free_port()
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(PROJECT_ROOT),
+            REDIS_URL=redis_url,
+            PORT=str(port),
+            WEB_CONCURRENCY="2",
+            FLASK_QUEUE_NAME=unique_queue_name(),
+            FLASK_METRICS_TOKEN=TOKEN,
+            FLASK_METRICS_FLUSH_INTERVAL="0.2",
+        )
+        env.update(extra)
+        logs = tmp_path / f"logs-{port}"
+        logs.mkdir()
+        stack = Stack(f"http://127.0.0.1:{port}", env, logs)
+        stacks.append(stack)
+        app = f"{PACKAGE}:create_app()"
+        stack.start("web", [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app])
+        for index in range(workers):
+            stack.start(f"worker-{'ab'[index]}", [sys.executable, "-m", f"{PACKAGE}.worker"])
+        wait_for(lambda: _answers(stack.base_url + "/healthz"), "gunicorn did not start", 30)
+        return stack
+
+    yield start
+    for stack in stacks:
+        for name in list(stack.processes):
+            stack.stop(name)
+
+
+@pytest.fixture
+def production(launch):
+    return launch()
+
+
+def scrape(stack: Stack) -> dict[tuple[str, str], float]:
+    """The samples as {(name, the value of its one label): value}."""
+    request = urllib.request.Request(
+        stack.base_url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, next(iter(sample.labels.values()), "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if len(sample.labels) <= 1
+    }
+
+
+def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
+    stack = production
+    assert stack.request("GET", "/readyz") == (200, {"status": "ready", "queue": "redis"})
+
+    def dispatch(i: int) -> tuple[int, dict]:
+        return stack.request("POST", "/jobs/jobModelo", {"nome": f"P{i}", "idade": i})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(dispatch, range(JOBS)))
+    assert {code for code, _ in answers} == {202}
+
+    records = [stack.wait_for_status(body["id"], {"complete", "failed"}) for _, body in answers]
+
+    assert {record["status"] for record in records} == {"complete"}
+    # Both consumers took jobs: each worker process reports as host:pid.
+    workers = {record["worker"] for record in records}
+    assert len(workers) >= 2, workers
+    queue = stack.env["FLASK_QUEUE_NAME"]
+    # Every process writes its counts within METRICS_FLUSH_INTERVAL.
+    counted = (("jobs_enqueued_total", "jobModelo"), ("jobs_completed_total", "jobModelo"))
+    wait_for(
+        lambda: [scrape(stack).get(key) for key in counted] == [JOBS, JOBS],
+        "the web and worker processes' counts never added up",
+    )
+    samples = scrape(stack)
+    # Two consumers with the default WORKERS = 2 each.
+    assert samples["jobs_workers_alive", queue] == 4
+    assert samples["jobs_queue_depth", queue] == 0
+
+
+def test_gunicorn_runs_the_configured_workers_and_writes_access_logs(production):
+    stack = production
+    stack.request("POST", "/jobs/jobModelo", {"nome": "Ana", "idade": 3})
+
+    def access_logged() -> bool:
+        return '"POST /jobs/jobModelo HTTP/1.1" 202' in stack.read_logs()
+
+    wait_for(access_logged, "no access log line for the dispatch")
+    logs = stack.read_logs()
+    assert logs.count("Booting worker with pid") == 2  # WEB_CONCURRENCY=2
+    assert "Listening at: http://0.0.0.0:" in logs
+
+
+def test_sigterm_stops_gunicorn_and_the_workers_cleanly(production):
+    stack = production
+    processes = dict(stack.processes)
+
+    for name in list(processes):
+        stack.stop(name)
+
+    assert {name: process.returncode for name, process in processes.items()} == {
+        "web": 0,
+        "worker-a": 0,
+        "worker-b": 0,
+    }, json.dumps(stack.read_logs())
+
+
+def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
+    stack = launch(workers=0, FLASK_LOG_FORMAT="json")
+    request = urllib.request.Request(
+        stack.base_url + "/jobs/jobModelo",
+        data=json.dumps({"nome": "Ana", "idade": 3}).encode(),
+        headers={"Content-Type": "application/json", "X-Request-ID": "trace-42"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+    def lines() -> list[dict]:
+        text = (stack.logs / "web.log").read_text()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def dispatch_line() -> dict | None:
+        return next((line for line in lines() if "POST /jobs/jobModelo" in line["message"]), None)
+
+    wait_for(lambda: dispatch_line() is not None, "no access log line for the dispatch")
+    access = dispatch_line()
+    assert access["logger"] == "gunicorn.access"
+    assert '"POST /jobs/jobModelo HTTP/1.1" 202' in access["message"]
+    assert access["message"].endswith(" trace-42")
+    assert any(line["logger"] == "gunicorn.error" for line in lines())  # "Booting worker"

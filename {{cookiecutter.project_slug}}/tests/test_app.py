@@ -1,0 +1,89 @@
+"""The app as a whole: settings, health checks, the CLI, the jobs package."""
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+from {{ cookiecutter.project_slug }} import create_app, jobs
+from {{ cookiecutter.project_slug }}.kit import all_jobs
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "{{ cookiecutter.project_slug }}"
+
+
+def test_settings_come_from_config_py(app):
+    assert app.config["QUEUE_NAME"] == "{{ cookiecutter.project_slug }}"
+
+
+def test_the_environment_overrides_config_py(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLASK_JOB_TIMEOUT", "42")
+
+    app = create_app({"TESTING": True, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")})
+
+    assert app.config["JOB_TIMEOUT"] == 42
+
+
+def test_the_kit_fills_in_settings_you_did_not_set(app):
+    assert app.config["LEASE_TIMEOUT"] > 0
+
+
+def test_healthz_says_the_process_is_up(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_says_the_queue_answers(queue_client):
+    assert queue_client.get("/readyz").get_json() == {"status": "ready", "queue": "sqlite"}
+
+
+def test_every_module_in_jobs_defines_a_job(app):
+    modules = {
+        f"{jobs.__name__}.{module.name}"
+        for module in pkgutil.iter_modules(jobs.__path__)
+        if not module.name.startswith("_")
+    }
+
+    assert modules <= {job.module for job in all_jobs().values()}
+
+
+def test_flask_jobs_list_shows_every_job(app):
+    result = app.test_cli_runner().invoke(args=["jobs", "list"])
+
+    assert result.exit_code == 0
+    for name in all_jobs():
+        assert name in result.output
+
+
+def test_your_code_imports_only_the_kits_public_api():
+    """Import from ``{{ cookiecutter.project_slug }}.kit``, never from its modules.
+
+    The kit's modules may change when you update the kit; what it exports
+    from ``kit/__init__.py`` is what stays.
+    """
+    kit = importlib.import_module("{{ cookiecutter.project_slug }}.kit")
+    offending = []
+    for path in PACKAGE_DIR.rglob("*.py"):
+        if "kit" in path.relative_to(PACKAGE_DIR).parts[:-1]:
+            continue  # the kit itself
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                module, names = "", [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                target = f"{module}.{name}" if module else name
+                if ".kit." in f".{target.lstrip('.')}." and _is_kit_submodule(kit, target):
+                    offending.append(f"{path.relative_to(PACKAGE_DIR)}: {target}")
+
+    assert offending == []
+
+
+def _is_kit_submodule(kit, target: str) -> bool:
+    """Whether an import names something below ``kit`` other than its exports."""
+    after = target.split(".kit", 1)[1].lstrip(".")
+    if not after:
+        return False  # ``from . import kit`` / ``import ...kit``
+    first = after.split(".")[0]
+    return "." in after or first not in kit.__all__

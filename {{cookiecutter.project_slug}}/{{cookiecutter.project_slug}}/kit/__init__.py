@@ -1,0 +1,54 @@
+"""The job kit: background jobs for this Flask app, as one Flask extension.
+
+Everything your code needs is imported from here, never from the kit's
+modules, which may change when the kit is updated (see ``README.md`` here)::
+
+    from {{ cookiecutter.project_slug }}.kit import JobKit, job, enqueue
+
+* ``JobKit`` wires the queue, the HTTP API, the ``flask jobs`` CLI, health
+  checks, metrics and the monitor into an app (``kit.init_app(app)``).
+* ``job`` and ``periodic_job`` (with ``cron``) define jobs.
+* ``enqueue`` and ``dispatch`` queue a job from your own code.
+* ``report`` and ``check_cancelled`` are for long jobs: progress, and a stop
+  requested from the monitor (``JobCancelled``).
+* ``PermanentError`` fails a job at once, with no retry.
+"""
+
+from .extension import JobKit
+from .progress import JobCancelled, check_cancelled, report
+from .queue import (
+    AlreadyRetried,
+    Dispatched,
+    QueueUnavailable,
+    UnknownJob,
+    dispatch,
+    enqueue,
+    queue_overview,
+)
+from .registry import Job, PermanentError, all_jobs, job, periodic_job
+from .registry import get as get_job
+from .schedules import cron
+from .worker import load_worker_app, run_worker
+
+__all__ = [
+    "AlreadyRetried",
+    "Dispatched",
+    "Job",
+    "JobCancelled",
+    "JobKit",
+    "PermanentError",
+    "QueueUnavailable",
+    "UnknownJob",
+    "all_jobs",
+    "check_cancelled",
+    "cron",
+    "dispatch",
+    "enqueue",
+    "get_job",
+    "job",
+    "load_worker_app",
+    "periodic_job",
+    "queue_overview",
+    "report",
+    "run_worker",
+]

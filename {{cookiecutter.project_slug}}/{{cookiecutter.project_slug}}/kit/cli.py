@@ -1,0 +1,60 @@
+"""``flask jobs``: list the registered jobs and queue one from a shell."""
+
+import json
+
+import click
+from flask import Blueprint
+from marshmallow import ValidationError
+
+from . import registry
+from .jobs_api import describe
+from .queue import QueueUnavailable, UnknownJob, enqueue
+
+bp = Blueprint("jobs_cli", __name__, cli_group="jobs")
+
+
+@bp.cli.command("list")
+def list_command() -> None:
+    """List the registered jobs and their payload fields."""
+    for job in registry.all_jobs().values():
+        info = describe(job)
+        click.echo(f"{job.name}  ({job.module})")
+        if info["description"]:
+            click.echo(f"    {info['description']}")
+        for name, field in info["fields"].items():
+            required = "required" if field["required"] else "optional"
+            click.echo(f"    {name}: {field['type']}, {required}")
+
+
+@bp.cli.command("enqueue")
+@click.argument("name")
+@click.argument("payload", default="{}")
+def enqueue_command(name: str, payload: str) -> None:
+    """Queue the job NAME with a JSON PAYLOAD and print its id.
+
+    Example: flask jobs enqueue jobModelo '{"nome": "João", "idade": 30}'
+    """
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise click.ClickException(f"PAYLOAD is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.ClickException("PAYLOAD must be a JSON object")
+    try:
+        click.echo(enqueue(name, data))
+    except UnknownJob as exc:
+        known = ", ".join(registry.all_jobs()) or "none"
+        raise click.ClickException(f"no job is called {name!r} (known: {known})") from exc
+    except ValidationError as exc:
+        lines = [
+            f"  {field}: {'; '.join(map(str, errs))}" for field, errs in _flatten(exc.messages)
+        ]
+        raise click.ClickException("invalid payload:\n" + "\n".join(lines)) from exc
+    except QueueUnavailable as exc:
+        raise click.ClickException(f"the queue is unreachable, nothing was queued: {exc}") from exc
+
+
+def _flatten(messages: dict | list) -> list[tuple[str, list]]:
+    if isinstance(messages, list):
+        return [("_schema", messages)]
+    return [(field, errs if isinstance(errs, list) else [errs]) for field, errs in messages.items()]

@@ -1,0 +1,149 @@
+"""The kit's worker: Huey's consumer with safe defaults.
+
+``python -m {{ cookiecutter.project_slug }}.worker`` runs it. It takes the same flags as
+``huey_consumer`` (``--help`` lists them) with different defaults:
+
+* process workers (``WORKER_TYPE``, ``WORKERS``): a job's ``timeout`` can
+  only be enforced in a process of its own, where Huey stops it with a
+  timer signal. Thread workers can only *ask* a job to stop;
+* short polling (``--delay 0.01 --max-delay 0.25``), so a job queued in
+  SQLite starts within a quarter of a second;
+* SIGTERM and SIGINT both shut down gracefully: take no new job, let the
+  running ones finish for ``WORKER_SHUTDOWN_TIMEOUT`` seconds (``-t``), then
+  interrupt them and put them back on the queue, unchanged. The same signal
+  a second time stops at once (jobs still go back on the queue). Plain
+  ``huey_consumer`` treats SIGTERM, which Docker, systemd and Kubernetes
+  send, as "stop now" unless given ``-g TERM``.
+"""
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from huey import Huey
+from huey.constants import WORKER_PROCESS, WORKER_THREAD
+from huey.consumer import Consumer, Environment, ProcessEnvironment
+from huey.consumer_options import ConsumerConfig, OptionParserHandler
+from huey.exceptions import TaskTimeout
+
+log = logging.getLogger(__name__)
+
+# Sent by the consumer to its worker processes when the grace period is
+# over: a job still running gets KeyboardInterrupt and goes back on the queue.
+INTERRUPT_SIGNAL = signal.SIGUSR1
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class GracefulProcessEnvironment(ProcessEnvironment):
+    """Process workers that ignore SIGINT and SIGTERM themselves.
+
+    A terminal's Ctrl-C and systemd's stop reach every process of the group;
+    only the consumer decides what they mean, and tells its workers. A worker
+    whose consumer dies (SIGKILL) dies with it, on Linux, rather than run on
+    as an orphan that no stop signal reaches; its jobs are recovered.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(signal.SIGINT, INTERRUPT_SIGNAL)
+        self._seconds = 0.0  # the running job's timeout, for the alarm's message
+
+    def create_process(self, runnable: Any, name: str) -> Any:
+        parent = os.getpid()
+
+        def run() -> None:
+            _die_with(parent)
+            runnable()
+
+        return super().create_process(run, name)
+
+    def init_child(self, process: Any) -> None:
+        super().init_child(process)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, self._alarm)
+
+    def _alarm(self, signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"timeout ({self._seconds}s)")
+
+    @contextlib.contextmanager
+    def timeout(self, seconds: float) -> Iterator[None]:
+        """Stop a job that runs longer than ``seconds``, as Huey does.
+
+        Huey sets the SIGALRM handler before each job and restores it after,
+        two ``signal()`` calls per job; here the handler is set once per
+        worker process (``init_child``) and a job only arms the timer.
+        """
+        self._seconds = seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # disarm
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request was made
+        os._exit(1)
+
+
+class GracefulConsumer(Consumer):
+    """A consumer for which SIGTERM and SIGINT both mean "finish, then stop"."""
+
+    def __init__(self, huey: Huey, **options: Any):
+        options["graceful_signal"] = "INT"
+        super().__init__(huey, **options)
+        self._signal_actions[signal.SIGTERM] = (False, True)
+
+    def get_environment(self, worker_type: str) -> Environment:
+        if worker_type == WORKER_PROCESS:
+            return GracefulProcessEnvironment()
+        return super().get_environment(worker_type)
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        super()._handle_signal(signum, frame)
+        if self._graceful and not self._restart:
+            # Either signal again: stop now instead of waiting.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def main(huey: Huey, config: Mapping[str, Any], argv: Sequence[str] | None = None) -> int:
+    """Parse ``huey_consumer``-style flags and run the kit's consumer."""
+    parser = OptionParserHandler().get_option_parser()
+    project = __package__.rpartition(".")[0]  # the kit lives in <project>.kit
+    parser.usage = f"python -m {project}.worker [options]"
+    parser.remove_option("--graceful-signal")  # both signals are graceful here
+    parser.set_defaults(
+        worker_type=config["WORKER_TYPE"],
+        workers=int(config["WORKERS"]),
+        initial_delay=0.01,
+        max_delay=0.25,
+        shutdown_timeout=float(config["WORKER_SHUTDOWN_TIMEOUT"]),
+    )
+    options, args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args:
+        parser.error("no positional arguments: the worker runs this app's jobs")
+    consumer_config = ConsumerConfig(**{k: v for k, v in vars(options).items() if v is not None})
+    consumer_config.validate()
+    # The same log lines as huey_consumer's (see logs.configure_consumer_logging).
+    consumer_config.setup_logger(logging.getLogger("huey"))
+    if consumer_config.worker_type == WORKER_THREAD:
+        log.warning(
+            "thread workers cannot stop a job that runs past its timeout; "
+            "use --worker-type process to enforce job timeouts"
+        )
+    huey.consumer_class = GracefulConsumer
+    huey.create_consumer(**consumer_config.values).run()
+    return 0

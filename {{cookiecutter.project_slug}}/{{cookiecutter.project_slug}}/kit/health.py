@@ -1,0 +1,27 @@
+"""Health checks for load balancers and orchestrators.
+
+``/healthz`` says the process is up (restart it if not); ``/readyz`` says it
+can do its work, that is, reach the queue (send it traffic only if so).
+"""
+
+from flask import Blueprint, Response, jsonify
+
+from .queue import QueueUnavailable, backend_name, ping
+from .state import kit_state
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response | tuple[Response, int]:
+    backend = backend_name(kit_state().huey)
+    try:
+        ping()
+    except QueueUnavailable as exc:
+        return jsonify(status="unavailable", queue=backend, error=str(exc)), 503
+    return jsonify(status="ready", queue=backend)

@@ -1,0 +1,139 @@
+"""The jobs HTTP API: dispatch a job, then follow it by id.
+
+``POST /jobs/<name>`` answers 202 Accepted: the job is queued, not done.
+Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
+again within its window answers 200 with the id of the job already there.
+"""
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from . import registry
+from .queue import BACKEND_ERRORS, QueueUnavailable
+from .queue import dispatch as dispatch_job
+from .state import kit_state
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
+    """A JSON error body: a stable ``error`` code and a human ``message``."""
+    return jsonify(error=code, message=message, **extra), status
+
+
+@bp.get("")
+def list_jobs() -> Response:
+    """The registered jobs and the fields each payload takes."""
+    return jsonify(jobs=[describe(job) for job in registry.all_jobs().values()])
+
+
+@bp.post("/<name>")
+def dispatch(name: str) -> tuple[Response, int]:
+    job = registry.get(name)
+    if job is None:
+        return error(
+            404, "unknown_job", f"no job is called {name!r}", jobs=list(registry.all_jobs())
+        )
+    try:
+        # The body is parsed as JSON whatever its Content-Type, so a plain
+        # ``curl -d '{...}'`` works too.
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return error(413, "payload_too_large", f"the body is over {limit} bytes")
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:  # also covers bytes that are not UTF-8
+        return error(400, "invalid_json", f"the body is not valid JSON: {exc}")
+    if not isinstance(payload, dict):
+        return error(400, "invalid_payload", "the body must be a JSON object")
+    try:
+        dispatched = dispatch_job(name, payload)
+    except ValidationError as exc:
+        return error(
+            422,
+            "invalid_payload",
+            "the payload does not match the job's schema",
+            fields=exc.messages,
+        )
+    except QueueUnavailable:
+        response, status = error(
+            503, "queue_unavailable", "the job queue is unreachable; nothing was queued, try again"
+        )
+        response.headers["Retry-After"] = "5"
+        return response, status
+    status_url = url_for("jobs.status", job_id=dispatched.id, _external=True)
+    body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": status_url}
+    code = 202
+    if not dispatched.created:
+        # A unique job already dispatched within its window: that job.
+        try:
+            record = kit_state().history.get(dispatched.id) or {}
+        except BACKEND_ERRORS:
+            record = {}
+        body.update(status=record.get("status", "queued"), duplicate=True)
+        code = 200
+    response = jsonify(body)
+    # The same URL without scheme and host, as Flask's own redirects are:
+    # Werkzeug converts an absolute Location on every response (IDNA and
+    # all), which costs about as much as the rest of the headers.
+    response.headers["Location"] = "/" + status_url.split("/", 3)[3]
+    return response, code
+
+
+@bp.get("/<job_id>")
+def status(job_id: str) -> Response | tuple[Response, int]:
+    try:
+        record = kit_state().history.get(job_id)
+        if record is not None:
+            # What the job last reported (see progress.py), or None.
+            record["progress"] = kit_state().controls.progress(job_id)
+    except BACKEND_ERRORS:
+        return error(503, "queue_unavailable", "the job store is unreachable, try again")
+    if record is None:
+        return error(404, "unknown_job_id", f"no job has the id {job_id!r}")
+    return jsonify(record)
+
+
+def describe(job: registry.Job) -> dict[str, Any]:
+    """A job's name, docstring summary and payload fields, for humans."""
+    fields = {
+        field_name: {"type": type(field).__name__, "required": field.required}
+        for field_name, field in job.schema().fields.items()
+    }
+    return {
+        "name": job.name,
+        "description": job.description,
+        "fields": fields,
+        "retries": job.retries,
+        "timeout": job.timeout,
+        "unique_for": job.unique_for or None,
+        "schedule": describe_schedule(job.schedule),
+    }
+
+
+def describe_schedule(schedule: Any) -> dict[str, Any] | None:
+    """A periodic job's schedule as a crontab line and in words (UTC)."""
+    if schedule is None:
+        return None
+    describe = getattr(schedule, "describe", None)
+    return {
+        "cron": getattr(schedule, "expression", None),
+        "description": describe() if describe else "a custom schedule",
+    }
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
+    """Errors under /jobs are JSON, like the rest of the API.
+
+    Registered app-wide because routing errors (404, 405) happen before
+    Flask knows which blueprint a URL belongs to.
+    """
+    if not request.path.startswith(bp.url_prefix or "/"):
+        return exc
+    return error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")

@@ -1,0 +1,233 @@
+"""The job queue: one Huey instance per process, built from configuration.
+
+``REDIS_URL`` set: Redis, through one shared connection pool with short
+timeouts, so an unreachable Redis fails a request in about a second instead
+of hanging it. Otherwise: SQLite in the instance folder, the embedded default
+that needs no server. Tests use Huey's immediate mode, which runs each job
+in the calling process.
+"""
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from typing import Any, NamedTuple
+
+import redis
+from flask import Flask, current_app
+from huey import Huey, RedisHuey
+from huey.api import Task, TaskWrapper
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import leases, registry, unique
+from .controls import Controls, register_periodic
+from .history import History
+from .logs import get_request_id, job_log_context
+from .progress import job_scope
+from .serializer import JSONSerializer
+from .state import EXTENSION, KitState, kit_state
+
+log = logging.getLogger(__name__)
+
+# What a broken queue backend raises: turned into "503, try again later".
+BACKEND_ERRORS = (redis.RedisError, sqlite3.Error, OSError)
+
+
+class UnknownJob(LookupError):
+    """No job is registered under this name."""
+
+
+class QueueUnavailable(RuntimeError):
+    """The queue backend (Redis or the SQLite file) cannot be reached."""
+
+
+class AlreadyRetried(RuntimeError):
+    """The failed job to retry has been retried already (or is not failed)."""
+
+
+def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
+    """Build the Huey instance described by the app's configuration."""
+    options = {"serializer": JSONSerializer(), "results": False, "utc": True}
+    name = config["QUEUE_NAME"]
+    if config.get("REDIS_URL"):
+        pool = redis.ConnectionPool.from_url(
+            config["REDIS_URL"],
+            socket_connect_timeout=config["REDIS_CONNECT_TIMEOUT"],
+            socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
+            health_check_interval=30,
+            # One quick retry covers a dropped idle connection; more would
+            # only make a real outage slower to report.
+            retry=Retry(NoBackoff(), 1),
+        )
+        # Leasing*: every job a worker takes is leased until its run is over,
+        # so a worker that dies mid-job loses nothing (see leases.py).
+        huey = leases.LeasingRedisHuey(name, connection_pool=pool, **options)
+    else:
+        path = config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        huey = leases.LeasingSqliteHuey(name, filename=path, **options)
+    huey.immediate = bool(config.get("QUEUE_IMMEDIATE"))
+    return huey
+
+
+def init_app(app: Flask) -> Huey:
+    """Create the app's Huey, register every job on it and record history."""
+    huey = create_huey(app.config, app.instance_path)
+    history = History(huey, app.config)
+    huey.signal()(history.on_signal)
+    found = registry.discover(app.config["JOBS_PACKAGE"], app.config["JOB_MODULES"])
+    wrappers = {job.name: _register(huey, app, job) for job in found.values()}
+    manager = leases.install(huey, leases.LeaseSettings.from_config(app.config))
+    if manager is not None:
+        # Lease releases ride on the history's last write of each run.
+        history.write_hooks.append(manager.write_hook)
+        manager.on_recovery(lambda recovery: _record_recovery(history, recovery))
+    app.extensions[EXTENSION] = KitState(
+        huey=huey,
+        history=history,
+        # Progress, per-job logs, cancel, pause and periodic runs (see controls/).
+        controls=Controls(huey, history, app.config).install(),
+        claims=unique.open_claims(huey),
+        tasks=wrappers,
+        leases=manager,
+    )
+    return huey
+
+
+def _register(huey: Huey, app: Flask, job: registry.Job) -> TaskWrapper:
+    """Turn a registered job into a Huey task that runs in an app context."""
+
+    timeout = app.config["JOB_TIMEOUT"] if job.timeout is None else job.timeout
+
+    def run(payload: dict, task: Task, meta: dict | None = None) -> Any:
+        # ``meta`` comes from enqueue(): the request id that queued the job
+        # (for the logs) and when (for the metrics' oldest-queued age).
+        meta = meta or {}
+        attempt = job.retries - task.retries + 1
+        context = job_log_context(job.name, task.id, attempt, meta.get("request_id"))
+        # A fresh app context per run: sharing one between worker threads
+        # breaks Flask's context variables.
+        with app.app_context(), context, job_scope(task, attempt):
+            try:
+                result = job.func(job.load(payload))
+            except registry.PermanentError:
+                task.retries = 0  # Huey retries only while this is above zero.
+                raise
+            except Exception:
+                # Huey reads the wait before the next try from the task: set
+                # it from the job's backoff (a TaskTimeout lands here too).
+                # Immediate mode (tests) retries at once.
+                if task.retries:
+                    task.retry_delay = 0 if huey.immediate else job.next_retry_delay(attempt)
+                raise
+            # Huey's "complete" signal does not carry the return value, so it
+            # travels on the task to the history recorder.
+            task.job_result = result
+            return result
+
+    if job.schedule is not None:
+        return register_periodic(huey, job, run, timeout or None)
+    run.__module__ = job.module
+    run.__qualname__ = run.__name__ = job.name
+    return huey.task(
+        name=job.name,
+        retries=job.retries,
+        retry_delay=job.retry_delay,
+        timeout=timeout or None,
+        context=True,
+    )(run)
+
+
+class Dispatched(NamedTuple):
+    """What a dispatch did."""
+
+    id: str
+    # False for a unique job's duplicate: nothing was queued, and ``id`` is
+    # the job dispatched earlier with the same key.
+    created: bool
+
+
+def enqueue(name: str, payload: Any, retry_of: str | None = None) -> str:
+    """Validate ``payload`` for the job ``name``, queue it, return its id.
+
+    ``retry_of`` is the id of a failed job this one re-runs (the monitor's
+    Retry button): the two records are linked.
+
+    For a unique job (``unique_key``/``unique_for``) dispatched again within
+    its window, nothing is queued and the id is the earlier job's; use
+    :func:`dispatch` to tell the two apart.
+
+    Raises :class:`UnknownJob`, marshmallow's ``ValidationError``,
+    :class:`QueueUnavailable` or :class:`AlreadyRetried`; in each case
+    nothing is queued.
+    """
+    return dispatch(name, payload, retry_of).id
+
+
+def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched:
+    """:func:`enqueue`, saying whether a job was queued or found."""
+    job = registry.get(name)
+    if job is None:
+        raise UnknownJob(name)
+    data = job.dump(job.load(payload))
+    kit = current_app.extensions[EXTENSION]
+    history: History = kit.history
+    meta = {"request_id": get_request_id(), "enqueued_at": time.time()}
+    task = kit.tasks[name].s(data, meta=meta, id=str(uuid.uuid4()))
+    # A retry from the monitor is an operator's explicit wish: never a duplicate.
+    key = None if retry_of else job.unique_hash(data)
+    claims: unique.Claims = kit.claims
+    try:
+        if key is not None:
+            existing = claims.claim(name, key, task.id, job.unique_for)
+            if existing is not None:
+                return Dispatched(existing, created=False)
+        try:
+            # One atomic write: the job's record and its queue message, or neither.
+            if not history.enqueue(task, data, retry_of=retry_of):
+                raise AlreadyRetried(retry_of)
+        except BaseException:
+            if key is not None:
+                with contextlib.suppress(*BACKEND_ERRORS):
+                    claims.release(name, key, task.id)
+            raise
+    except BACKEND_ERRORS as exc:
+        log.warning("queue unavailable, %s not queued: %s", name, exc)
+        raise QueueUnavailable(str(exc)) from exc
+    if kit.metrics is not None:
+        kit.metrics.count("enqueued", name)
+    return Dispatched(task.id, created=True)
+
+
+def _record_recovery(history: History, recovery: leases.Recovery) -> None:
+    """Write a recovered (or parked) job's "worker lost" into its history."""
+    if recovery.requeued:
+        history.record_recovered(recovery.job_id, recovery.reason, recovery.counted)
+    else:
+        history.record_parked(recovery.job_id, recovery.reason)
+
+
+def ping() -> None:
+    """Make one round trip to the queue backend; raise QueueUnavailable."""
+    huey: Huey = kit_state().huey
+    try:
+        huey.pending_count()
+    except BACKEND_ERRORS as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
+def backend_name(huey: Huey) -> str:
+    return "redis" if isinstance(huey, RedisHuey) else "sqlite"
+
+
+def queue_overview(hours: float = 1) -> dict[str, Any]:
+    """What the monitor's overview shows: counts by status, and the last ``hours``.
+
+    ``counts`` holds how many jobs are queued, running and failed;
+    ``complete`` and ``failed`` how many ended so in the window; ``latency``
+    the age in seconds of the oldest queued job.
+    """
+    return kit_state().history.overview(hours=hours)
