@@ -8,7 +8,7 @@ Environment variables:
   default is ``2 * CPUs + 1``.
 * ``GUNICORN_LOG_LEVEL``: gunicorn's own log level (default ``info``).
 * ``FLASK_LOG_FORMAT=json``: gunicorn's lines (access log included) are JSON
-  objects like the app's (see ``{{ cookiecutter.project_slug }}/logs.py``).
+  objects like the app's (see ``{{ cookiecutter.project_slug }}/kit/logs.py``).
 """
 
 import multiprocessing
@@ -62,8 +62,8 @@ if os.environ.get("FLASK_LOG_FORMAT", "").strip().strip('"') == "json":
     _app_level = os.environ.get("FLASK_LOG_LEVEL", "INFO").strip('"')
     _json = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}
     logconfig_dict = {
-        "formatters": {"json": {"()": "{{ cookiecutter.project_slug }}.logs.JSONFormatter"}},
-        "filters": {"context": {"()": "{{ cookiecutter.project_slug }}.logs.JobContextFilter"}},
+        "formatters": {"json": {"()": "{{ cookiecutter.project_slug }}.kit.JSONFormatter"}},
+        "filters": {"context": {"()": "{{ cookiecutter.project_slug }}.kit.JobContextFilter"}},
         "handlers": {
             "stdout": dict(_json, stream="ext://sys.stdout"),
             "stderr": dict(_json, stream="ext://sys.stderr"),

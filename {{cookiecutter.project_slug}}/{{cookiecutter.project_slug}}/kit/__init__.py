@@ -12,9 +12,12 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
 * ``report`` and ``check_cancelled`` are for long jobs: progress, and a stop
   requested from the monitor (``JobCancelled``).
 * ``PermanentError`` fails a job at once, with no retry.
+* ``JSONFormatter`` and ``JobContextFilter`` are for logging configs outside
+  the app, like ``gunicorn.conf.py``.
 """
 
 from .extension import JobKit
+from .logs import JobContextFilter, JSONFormatter
 from .progress import JobCancelled, check_cancelled, report
 from .queue import (
     AlreadyRetried,
@@ -35,7 +38,9 @@ __all__ = [
     "Dispatched",
     "Job",
     "JobCancelled",
+    "JobContextFilter",
     "JobKit",
+    "JSONFormatter",
     "PermanentError",
     "QueueUnavailable",
     "UnknownJob",
