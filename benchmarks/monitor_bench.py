@@ -110,7 +110,7 @@ def make_prototypes(app) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
 def bulk_load(app, records: int, failed_share: float, now: float) -> None:
     """Write ``records`` job records and their indexes and rollups, pipelined."""
     from acme_jobs.kit.history import model
-    from acme_jobs.kit.history.redis_store import rollup_fields
+    from acme_jobs.kit.history.model import rollup_fields
 
     history = app.extensions["jobkit"].history
     conn, prefix = history.store.conn, history.store.prefix

@@ -13,7 +13,7 @@ from acme_jobs import create_app
 from acme_jobs.jobs.job_modelo import Pessoa
 from acme_jobs.kit import registry
 from acme_jobs.kit.leases import Recovery
-from acme_jobs.kit.metrics import store_for
+from acme_jobs.kit.metrics.stores import store_for
 from acme_jobs.kit.queue import enqueue
 from support import unique_queue_name, wait_for
 

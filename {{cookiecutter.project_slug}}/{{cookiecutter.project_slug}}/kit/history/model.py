@@ -47,6 +47,10 @@ STATUSES = (
 ACTIVE = frozenset({QUEUED, SCHEDULED, RUNNING, RETRYING})
 # Final statuses kept as long as failures (they are what operators dig into).
 KEPT_LONGER = frozenset({FAILED, RETRIED})
+# Oldest-first for the statuses that form a queue, newest-first otherwise.
+ASCENDING = frozenset({QUEUED, SCHEDULED, RUNNING, RETRYING})
+# Statuses that end an attempt: their duration can be derived from started_at.
+FINISHING = frozenset({COMPLETE, FAILED, RETRYING})
 
 # Upper bounds, in milliseconds, of the duration histogram's buckets (the
 # last one is open-ended). Percentiles read from it are approximate: p95
@@ -240,6 +244,18 @@ def duration_bucket(ms: float) -> int:
         if ms <= upper:
             return index
     return len(DURATION_BUCKETS_MS)
+
+
+def rollup_fields(change: Change) -> tuple[dict[str, int], dict[str, int]]:
+    """The counters a change bumps in its minute bucket and hour bucket."""
+    per_minute: dict[str, int] = {}
+    for metric, amount in change.counters.items():
+        per_minute[f"{change.name}|{metric}"] = amount
+        per_minute[f"{ALL_JOBS}|{metric}"] = amount
+    per_hour = dict(per_minute)
+    if change.duration_ms is not None:
+        per_hour[f"{change.name}|d{duration_bucket(change.duration_ms)}"] = 1
+    return per_minute, per_hour
 
 
 def percentile_ms(histogram: Mapping[int, int], fraction: float) -> float | None:

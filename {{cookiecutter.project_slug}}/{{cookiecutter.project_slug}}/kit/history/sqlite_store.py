@@ -27,8 +27,7 @@ from typing import Any
 from huey import Huey
 
 from . import model
-from .model import Change, Settings
-from .redis_store import ASCENDING, FINISHING, rollup_fields
+from .model import ASCENDING, FINISHING, Change, Settings, rollup_fields
 
 SCHEMA = (
     """create table if not exists history_job (
@@ -241,7 +240,7 @@ class SqliteStore:
         )
 
     def _prune(self, cur: sqlite3.Cursor, status: str, cutoff: float, max_count: int) -> None:
-        """Drop up to two records past the age or count limit (see redis_store)."""
+        """Drop up to two records past the age or count limit (see redis_scripts)."""
         cur.execute(
             "select id, name from history_job where queue = ? and status = ? and score < ? "
             "order by score limit 2",

@@ -1,0 +1,139 @@
+"""``GET /metrics``: what the jobs are doing, in Prometheus' text format.
+
+Series (``job_name`` is the job's registered name)::
+
+    jobs_enqueued_total{job_name}        jobs queued (web, CLI, code)
+    jobs_completed_total{job_name}       jobs that ran to completion
+    jobs_failed_total{job_name}          jobs that failed for good (no retry left)
+    jobs_retried_total{job_name}         failed attempts scheduled to run again
+    jobs_recovered_total{job_name}       jobs re-queued after their worker died
+    jobs_timed_out_total{job_name}       attempts stopped at their timeout
+    jobs_duration_seconds{job_name}      histogram of attempt run times
+    jobs_queue_depth{queue}              jobs waiting to start
+    jobs_scheduled{queue}                jobs waiting for a later time (retries, ETAs)
+    jobs_oldest_queued_age_seconds{queue}  how long the next job has waited
+    jobs_workers_alive{queue}            huey workers (threads or processes) heartbeating
+
+Where the numbers live
+----------------------
+A job is queued by one of many web processes and run by one of many worker
+processes, usually on other machines. So every process adds its counts to
+the queue's own backend (a Redis hash, or two tables in the SQLite file) and
+``/metrics`` reads the totals from there when it is scraped. Any web
+process on any machine answers with the same cluster-wide numbers and
+nothing is served from process memory, which is what makes the endpoint
+safe under gunicorn's many workers without prometheus_client's
+multiprocess directory, and lets worker machines stay unscraped. Scrape
+one web instance (or take ``max`` over several): they all report the same
+totals, which survive restarts of every process.
+
+Counting costs no round trip per job: a process adds its counts up in
+memory and writes them in one batch (pipelined ``HINCRBY``, or one SQLite
+transaction) every ``METRICS_FLUSH_INTERVAL`` seconds, together with the
+heartbeat of the workers it runs. A process that is killed outright loses
+at most that interval of counts.
+
+Access needs credentials, like the monitor: a bearer token
+(``METRICS_TOKEN``, what Prometheus' ``authorization`` setting sends) or
+the monitor's HTTP Basic user (``MONITOR_USERNAME``/``MONITOR_PASSWORD``).
+With neither configured the endpoint answers 403 and says so.
+
+The parts: ``recorder`` counts in each process and writes the batches,
+``stores`` keeps the totals in the queue's backend (Redis, SQLite, or memory
+in immediate mode), ``collector`` turns one read of them into Prometheus
+series; this module is the endpoint and ``init_app``.
+"""
+
+import base64
+import hmac
+
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
+from huey import Huey
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from ..monitor import security
+from ..queue import BACKEND_ERRORS
+from ..state import kit_state
+from .collector import JobsCollector
+from .recorder import Recorder
+from .stores import store_for
+
+__all__ = ["Recorder", "bp", "init_app"]
+
+bp = Blueprint("metrics", __name__)
+
+
+def _authorized() -> bool | None:
+    """True/False for good/bad credentials; None when none are configured."""
+    config = current_app.config
+    token = config.get("METRICS_TOKEN")
+    username, password = config.get("MONITOR_USERNAME"), config.get("MONITOR_PASSWORD")
+    if not token and not (username and password):
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if token and scheme.lower() == "bearer":
+        return hmac.compare_digest(value.encode(), str(token).encode())
+    if username and password and scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value, validate=True).decode()
+        except ValueError:  # also bytes that are not UTF-8
+            return False
+        user, _, secret = given.partition(":")
+        # The monitor's check: constant time, and the same limit on failures.
+        return security.check_credentials(user, secret)
+    return False
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    allowed = _authorized()
+    if allowed is None:
+        return Response(
+            "/metrics is closed: set FLASK_METRICS_TOKEN (sent as 'Authorization: Bearer"
+            " <token>') or FLASK_MONITOR_USERNAME and FLASK_MONITOR_PASSWORD (HTTP Basic).\n",
+            403,
+            mimetype="text/plain",
+        )
+    if not allowed:
+        challenge = 'Basic realm="metrics"' if current_app.config.get("MONITOR_USERNAME") else ""
+        response = Response("credentials required\n", 401, mimetype="text/plain")
+        response.headers["WWW-Authenticate"] = challenge or 'Bearer realm="metrics"'
+        return response
+
+    kit = kit_state()
+    huey: Huey = kit.huey
+    recorder: Recorder = kit.metrics
+    recorder.flush()  # this process's own counts are up to date at least
+    try:
+        snapshot = store_for(huey).read(current_app.config["METRICS_WORKER_TTL"])
+    except BACKEND_ERRORS as exc:
+        return Response(f"the job store is unreachable: {exc}\n", 503, mimetype="text/plain")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobsCollector(huey, snapshot, recorder, current_app.config["QUEUE_NAME"]))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(registry), 200, headers={"Content-Type": content_type})
+
+
+@bp.record_once
+def _install(state: BlueprintSetupState) -> None:
+    init_app(state.app)
+
+
+def init_app(app: Flask) -> Recorder:
+    """Count job events on the app's Huey (called when the blueprint is registered)."""
+    kit = kit_state(app)
+    huey: Huey = kit.huey
+    recorder = Recorder(
+        huey, app.config["METRICS_DURATION_BUCKETS"], app.config["METRICS_FLUSH_INTERVAL"]
+    )
+    huey.signal()(recorder.on_signal)
+    huey.on_startup("metrics_heartbeat")(recorder.worker_started)
+    huey.on_shutdown("metrics_heartbeat")(recorder.worker_stopped)
+    if kit.leases is not None:  # the reaper that re-queues jobs of dead workers
+        kit.leases.on_recovery(recorder.job_recovered)
+    kit.metrics = recorder
+    return recorder

@@ -1,0 +1,186 @@
+"""Where the counts live: the queue's own backend, read whole at each scrape.
+
+A Redis hash (and one for worker heartbeats) next to Huey's keys, or two
+tables in Huey's SQLite file; in immediate mode (tests), Huey's in-memory
+storage. Each store adds a batch of counts in one round trip and reads
+everything a scrape shows as one :class:`Snapshot`.
+"""
+
+import collections
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from huey import Huey
+from huey.storage import RedisStorage, SqliteStorage
+
+
+@dataclass
+class Snapshot:
+    """Everything one scrape reads, in one round trip where possible."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    workers: dict[str, tuple[int, float]] = field(default_factory=dict)  # id → (slots, seen)
+    depth: int = 0
+    scheduled: int = 0
+    oldest: bytes | None = None  # the serialized job that will run next
+
+
+class RedisMetricsStore:
+    def __init__(self, storage: RedisStorage):
+        self.storage = storage
+        self.key = f"huey.metrics.{storage.name}"
+        self.workers_key = f"huey.metrics.{storage.name}.workers"
+
+    def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
+        pipe = self.storage.conn.pipeline(transaction=False)
+        for key, amount in counts.items():
+            pipe.hincrby(self.key, key, amount)
+        if heartbeat:
+            worker, slots, seen = heartbeat
+            if slots:
+                pipe.hset(self.workers_key, worker, json.dumps([slots, seen]))
+            else:
+                pipe.hdel(self.workers_key, worker)
+        pipe.execute()
+
+    def read(self, stale_after: float) -> Snapshot:
+        pipe = self.storage.conn.pipeline(transaction=False)
+        pipe.hgetall(self.key)
+        pipe.hgetall(self.workers_key)
+        pipe.llen(self.storage.queue_key)
+        pipe.lindex(self.storage.queue_key, -1)  # LPUSH in, BRPOP out: the tail is next
+        pipe.zcard(self.storage.schedule_key)
+        counters, workers, depth, oldest, scheduled = pipe.execute()
+        snapshot = Snapshot(
+            counters={k.decode(): int(v) for k, v in counters.items()},
+            depth=depth,
+            scheduled=scheduled,
+            oldest=oldest,
+        )
+        snapshot.workers, gone = _split_workers(
+            {k.decode(): json.loads(v) for k, v in workers.items()}, stale_after
+        )
+        if gone:
+            self.storage.conn.hdel(self.workers_key, *gone)
+        return snapshot
+
+
+class SqliteMetricsStore:
+    DDL = (
+        "create table if not exists metrics_counter (queue text not null, key text not null,"
+        " value integer not null default 0, primary key (queue, key))",
+        "create table if not exists metrics_worker (queue text not null, worker text not null,"
+        " slots integer not null, seen real not null, primary key (queue, worker))",
+    )
+
+    def __init__(self, storage: SqliteStorage):
+        self.storage = storage
+        if not getattr(storage, "_metrics_tables", False):
+            with storage.db(commit=True) as cursor:
+                for statement in self.DDL:
+                    cursor.execute(statement)
+            storage._metrics_tables = True
+
+    def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
+        name = self.storage.name
+        with self.storage.db(commit=True) as cursor:
+            cursor.executemany(
+                "insert into metrics_counter (queue, key, value) values (?, ?, ?)"
+                " on conflict (queue, key) do update set value = value + excluded.value",
+                [(name, key, amount) for key, amount in counts.items()],
+            )
+            if heartbeat and heartbeat[1]:
+                cursor.execute(
+                    "insert or replace into metrics_worker (queue, worker, slots, seen)"
+                    " values (?, ?, ?, ?)",
+                    (name, *heartbeat),
+                )
+            elif heartbeat:
+                cursor.execute(
+                    "delete from metrics_worker where queue = ? and worker = ?",
+                    (name, heartbeat[0]),
+                )
+
+    def read(self, stale_after: float) -> Snapshot:
+        name = self.storage.name
+        with self.storage.db() as cursor:
+            counters = cursor.execute(
+                "select key, value from metrics_counter where queue = ?", (name,)
+            ).fetchall()
+            workers = cursor.execute(
+                "select worker, slots, seen from metrics_worker where queue = ?", (name,)
+            ).fetchall()
+            oldest = cursor.execute(
+                "select data from task where queue = ? order by priority desc, id limit 1",
+                (name,),
+            ).fetchone()
+        snapshot = Snapshot(
+            counters=dict(counters),
+            depth=self.storage.queue_size(),
+            scheduled=self.storage.schedule_size(),
+            oldest=bytes(oldest[0]) if oldest else None,
+        )
+        snapshot.workers, gone = _split_workers(
+            {worker: [slots, seen] for worker, slots, seen in workers}, stale_after
+        )
+        if gone:
+            marks = ",".join("?" * len(gone))
+            self.storage.sql(
+                f"delete from metrics_worker where queue = ? and worker in ({marks})",
+                (name, *gone),
+                commit=True,
+            )
+        return snapshot
+
+
+class MemoryMetricsStore:
+    """Immediate mode (tests): Huey's in-memory storage, this process only."""
+
+    def __init__(self, storage: Any):
+        self.storage = storage
+        if not hasattr(storage, "_metrics"):
+            storage._metrics = (collections.Counter(), {})
+
+    def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
+        counters, workers = self.storage._metrics
+        counters.update(counts)
+        if heartbeat and heartbeat[1]:
+            workers[heartbeat[0]] = [heartbeat[1], heartbeat[2]]
+        elif heartbeat:
+            workers.pop(heartbeat[0], None)
+
+    def read(self, stale_after: float) -> Snapshot:
+        counters, workers = self.storage._metrics
+        items = self.storage.enqueued_items(limit=1)
+        snapshot = Snapshot(
+            counters=dict(counters),
+            depth=self.storage.queue_size(),
+            scheduled=self.storage.schedule_size(),
+            oldest=items[0] if items else None,
+        )
+        snapshot.workers, _ = _split_workers(dict(workers), stale_after)
+        return snapshot
+
+
+# Heartbeats older than this are deleted when read, not just ignored.
+FORGET_WORKERS_AFTER = 24 * 3600
+
+
+def _split_workers(
+    raw: dict[str, list], stale_after: float
+) -> tuple[dict[str, tuple[int, float]], list[str]]:
+    now = time.time()
+    alive = {w: (int(s), float(t)) for w, (s, t) in raw.items() if now - t <= stale_after}
+    gone = [w for w, (_, t) in raw.items() if now - t > FORGET_WORKERS_AFTER]
+    return alive, gone
+
+
+def store_for(huey: Huey) -> RedisMetricsStore | SqliteMetricsStore | MemoryMetricsStore:
+    storage = huey.storage  # immediate mode swaps it, so look it up each time
+    if isinstance(storage, RedisStorage):
+        return RedisMetricsStore(storage)
+    if isinstance(storage, SqliteStorage):
+        return SqliteMetricsStore(storage)
+    return MemoryMetricsStore(storage)
