@@ -36,11 +36,11 @@ from .worker import load_worker_app, run_worker
 __all__ = [
     "AlreadyRetried",
     "Dispatched",
+    "JSONFormatter",
     "Job",
     "JobCancelled",
     "JobContextFilter",
     "JobKit",
-    "JSONFormatter",
     "PermanentError",
     "QueueUnavailable",
     "UnknownJob",
