@@ -1,15 +1,24 @@
 """Crontab schedules for periodic jobs, readable by people and by code.
 
 ``cron("*/5 * * * *")`` or ``cron(minute="0", hour="3")`` builds a
-:class:`Cron`. Huey calls it once a minute to ask "run now?", exactly as it
-calls its own ``huey.crontab(...)``, and with the same syntax and the same
-meaning; unlike Huey's, a ``Cron`` can also say when it runs next and
-describe itself in words, which the monitor's periodic jobs page shows.
+:class:`Cron`. Huey calls it once a minute to ask "run now?", as it calls its
+own ``huey.crontab(...)``; unlike Huey's, a ``Cron`` can also say when it runs
+next and describe itself in words, which the monitor and the jobs API show.
 
-Syntax of each field: ``*``, a number, ``a-b``, ``a-b/step``, ``*/step``, or
-a comma-separated list of those. Days of the week run from 0 (Sunday) to 6
-(Saturday); 7 is Sunday too. As in Huey (and unlike classic cron), the day of
-the month and the day of the week must *both* match.
+croniter reads the fields, answers "due now?" and finds the next run. Left
+here: the words, and keeping the meaning Huey gives a line where croniter's
+differs, so that a schedule written for ``huey.crontab`` runs at the same times:
+
+* the day of the month and the day of the week must *both* match (croniter's
+  ``day_or=False``), not either one as in classic cron;
+* some ranges are handed to croniter as plain lists (see :func:`_as_listed`).
+
+Syntax of a field: ``*``, a number, ``a-b``, ``a-b/step``, ``*/step``,
+``a/step``, or a comma-separated list of those; months and days of the week
+also by name (``jan``, ``mon-fri``). Days of the week run from 0 (Sunday) to 6
+(Saturday); 7 is Sunday too. A range may wrap (``22-2``). croniter's
+extensions that the words cannot say (``L``, ``W``, ``#``, ``H``, a seconds or
+year field) are refused.
 
 Times are UTC: the kit's Huey runs with ``utc=True``.
 """
@@ -19,69 +28,82 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from huey import crontab
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 FIELDS = ("minute", "hour", "day", "month", "day_of_week")
-RANGES = {
-    "minute": range(60),
-    "hour": range(24),
-    "day": range(1, 32),
-    "month": range(1, 13),
-    "day_of_week": range(8),
-}
-_DASH = re.compile(r"(\d+)-(\d+)(?:/(\d+))?")
-_EVERY = re.compile(r"\*/(\d+)")
-
 WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
 
-# How far ahead next_after() looks before deciding a schedule never fires
-# (29 February on a Monday can be 28 years away).
-HORIZON_DAYS = 366 * 28
+# Letters only name months and weekdays; elsewhere they are croniter's L, W, H.
+_SYNTAX = {"minute": r"[\d*,/-]+", "hour": r"[\d*,/-]+", "day": r"[\d*,/?-]+"}
+_RANGE = re.compile(r"(\w+)-(\w+)(?:/(\d+))?")
 
 
-def parse_field(name: str, text: str) -> frozenset[int]:
-    """The values one crontab field matches, as Huey's ``crontab`` reads it."""
-    acceptable = RANGES[name]
-    values: set[int] = set()
-    for piece in str(text).split(","):
-        piece = piece.strip()
-        if piece == "*":
-            values.update(acceptable)
-        elif piece.isdigit():
-            number = int(piece)
-            if number not in acceptable:
-                raise ValueError(f"{name}: {number} is out of range")
-            values.add(number)
-        elif match := _DASH.fullmatch(piece):
-            low, high, step = int(match[1]), int(match[2]), int(match[3] or 1)
-            if low not in acceptable or high not in acceptable:
-                raise ValueError(f"{name}: {piece} is out of range")
-            if step < 1:
-                raise ValueError(f"{name}: the step in {piece} must be at least 1")
-            if low <= high:
-                span = list(range(low, high + 1))
-            else:  # wraps around, like Huey: 22-2 is 22, 23, 0, 1, 2
-                top = 6 if name == "day_of_week" else acceptable[-1]
-                span = list(range(low, top + 1)) + list(range(acceptable[0], high + 1))
-            values.update(span[::step])
-        elif match := _EVERY.fullmatch(piece):
-            if name == "day_of_week":
-                raise ValueError("day_of_week: */n is not supported")
-            step = int(match[1])
-            if step < 1:
-                raise ValueError(f"{name}: the step in {piece} must be at least 1")
-            values.update(acceptable[::step])
-        else:
-            raise ValueError(f"{name}: {piece!r} is not valid crontab syntax")
-    if name == "day_of_week":
-        values = {v % 7 for v in values}
-    if not values:
-        raise ValueError(f"{name}: {text!r} matches nothing")
-    return frozenset(values)
+def _croniter_line(fields: dict[str, str]) -> str:
+    return " ".join(
+        ",".join(_as_listed(index, piece) for piece in fields[name].split(","))
+        for index, name in enumerate(FIELDS)
+    )
+
+
+def _as_listed(index: int, piece: str) -> str:
+    """A range croniter misreads, as the list of values Huey reads in it.
+
+    croniter reads equal ends (``5-5``) as the whole field; and croniter 7
+    drops or shifts the value after the wrap in a stepped range that wraps:
+    ``22-2/3`` should be hours 22 and 1 (pallets-eco/croniter#268). Anything
+    else, including what is wrong, is left for croniter to read or refuse.
+    """
+    match = _RANGE.fullmatch(piece)
+    if not match or (match[3] is not None and int(match[3]) == 0):
+        return piece
+    names = croniter.ALPHACONV[index]
+    try:
+        low, high = (int(names.get(end.lower(), end)) for end in match.group(1, 2))
+    except ValueError:
+        return piece
+    if index == FIELDS.index("day_of_week") and low == 7:  # Sunday: 7-2 is 0-2
+        low, high = 0, high % 7
+    if low == high:
+        return str(low)
+    first, last = croniter.RANGES[index]
+    if not first <= high < low <= last:
+        return piece
+    values = [*range(low, last + 1), *range(first, high + 1)][:: int(match[3] or 1)]
+    return ",".join(map(str, values))
+
+
+def _expand(name: str, text: str) -> frozenset[int]:
+    """The values one field matches; a ValueError naming the field if it is wrong.
+
+    Each field is expanded alone (the others ``*``) so that the error says
+    which field is at fault, and so that the words have every field's values.
+    """
+    if not re.fullmatch(_SYNTAX.get(name, r"\S+"), text):
+        raise ValueError(f"{name}: {text!r} is not valid crontab syntax")
+    index = FIELDS.index(name)
+    line = _croniter_line({other: "*" for other in FIELDS} | {name: text})
+    try:
+        expanded, nth_weekdays = croniter.expand(line)
+    except CroniterError as exc:
+        raise ValueError(f"{name}: {text!r} is not valid crontab syntax ({exc})") from None
+    if nth_weekdays:
+        raise ValueError(f"{name}: {text!r}: L and # are not supported, list the days")
+    values = expanded[index]
+    if values == ["*"]:
+        low, high = croniter.RANGES[index]
+        return frozenset(range(low, high + 1))
+    return frozenset(int(value) for value in values)
+
+
+def _naive_utc(when: datetime.datetime) -> datetime.datetime:
+    """Huey (``utc=True``) passes naive UTC; an aware datetime is converted to that."""
+    if when.tzinfo is None:
+        return when
+    return when.astimezone(datetime.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -96,56 +118,43 @@ class Cron:
     _sets: dict[str, frozenset[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        sets = {name: parse_field(name, getattr(self, name)) for name in FIELDS}
+        sets = {name: _expand(name, str(getattr(self, name))) for name in FIELDS}
         object.__setattr__(self, "_sets", sets)
-        # Huey's own parser must accept it too, and agree (it is what runs).
-        crontab(**{name: str(getattr(self, name)) for name in FIELDS}, strict=True)
+        # Valid fields can still name no date (the 30th of February): refuse a
+        # job that would never run rather than list it with no next run.
+        try:
+            croniter.expand(self._line, strict=True)
+        except CroniterError as exc:
+            raise ValueError(f"{self.expression!r} never runs: {exc}") from None
 
     def __call__(self, when: datetime.datetime) -> bool:
-        """Huey's ``validate_datetime``: is ``when`` (UTC) a minute to run in?"""
-        return (
-            when.minute in self._sets["minute"]
-            and when.hour in self._sets["hour"]
-            and self._day_matches(when.date())
-        )
+        """Huey's ``validate_datetime``: is ``when`` (UTC) in a minute to run in?"""
+        return bool(croniter.match(self._line, _naive_utc(when), day_or=False))
 
     @property
     def expression(self) -> str:
         return " ".join(str(getattr(self, name)) for name in FIELDS)
 
+    @property
+    def _line(self) -> str:
+        """The schedule as croniter is given it."""
+        return _croniter_line({name: str(getattr(self, name)) for name in FIELDS})
+
     def values(self, name: str) -> list[int]:
         return sorted(self._sets[name])
-
-    def _day_matches(self, day: datetime.date) -> bool:
-        return (
-            day.month in self._sets["month"]
-            and day.day in self._sets["day"]
-            and (day.weekday() + 1) % 7 in self._sets["day_of_week"]
-        )
 
     def next_after(self, when: datetime.datetime) -> datetime.datetime | None:
         """The first minute strictly after ``when`` that the schedule matches.
 
         ``when`` is a naive UTC datetime (or an aware one, converted); the
-        answer is naive UTC. None if nothing matches within the horizon
-        (say, the 30th of February).
+        answer is naive UTC, or None if croniter finds none (it looks 50 years
+        ahead; impossible dates are already refused).
         """
-        if when.tzinfo is not None:
-            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-        start = when.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
-        hours, minutes = self.values("hour"), self.values("minute")
-        day = start.date()
-        for _ in range(HORIZON_DAYS):
-            if self._day_matches(day):
-                for hour in hours:
-                    if day == start.date() and hour < start.hour:
-                        continue
-                    for minute in minutes:
-                        moment = datetime.datetime.combine(day, datetime.time(hour, minute))
-                        if moment >= start:
-                            return moment
-            day += datetime.timedelta(days=1)
-        return None
+        schedule = croniter(self._line, _naive_utc(when), day_or=False)
+        try:
+            return schedule.get_next(datetime.datetime)
+        except CroniterBadDateError:
+            return None
 
     def describe(self) -> str:
         """The schedule in plain English, such as "every day at 03:00"."""
