@@ -37,11 +37,17 @@ from support import (
 # default answers and points KIT_PROJECT_ROOT at the result.
 PROJECT_ROOT = Path(os.environ.get("KIT_PROJECT_ROOT", os.getcwd())).resolve()
 PACKAGE = "acme_jobs"
+TESTS_DIR = Path(__file__).resolve().parent
+# Processes started by the tests import the project and the test-only jobs.
+KIT_PYTHONPATH = os.pathsep.join([str(PROJECT_ROOT), str(TESTS_DIR)])
+# The kit's tests run on test-only jobs (kit_jobs/), never on the project's
+# example jobs: every app, in this process or started by a test, reads this.
+os.environ["FLASK_JOBS_PACKAGE"] = "kit_jobs"
 
 # The worker flags the README recommends, with short polling for SQLite.
 WORKER_FLAGS = ["--worker-type", "process", "--workers", "2", "--delay", "0.01"]
 WORKER_FLAGS += ["--max-delay", "0.25", "--graceful-signal", "TERM", "--shutdown-timeout", "10"]
-# No periodic runs on their own: the example relatorioFila (every 5 minutes)
+# No periodic runs on their own: the example testPeriodic (every 5 minutes)
 # would add a job to the counts of a test that straddles such a minute.
 WORKER_FLAGS += ["--no-periodic"]
 
@@ -196,7 +202,7 @@ def start_stack(tmp_path) -> Iterator:
     ) -> Stack:
         port = free_port()
         extra = env or {}
-        env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), FLASK_QUEUE_NAME=unique_queue_name())
+        env = dict(os.environ, PYTHONPATH=KIT_PYTHONPATH, FLASK_QUEUE_NAME=unique_queue_name())
         env["FLASK_SKIP_DOTENV"] = "1"  # no .flaskenv: no debug reloader in tests
         env.pop("REDIS_URL", None)
         if redis_url:

@@ -8,11 +8,11 @@ PESSOA = {"nome": "João", "idade": 30}
 
 
 def test_dispatch_answers_202_with_the_job_id_and_where_to_follow_it(client):
-    response = client.post("/jobs/jobModelo", json=PESSOA)
+    response = client.post("/jobs/testGreet", json=PESSOA)
 
     assert response.status_code == 202
     body = response.get_json()
-    assert body["name"] == "jobModelo"
+    assert body["name"] == "testGreet"
     assert body["status"] == "queued"
     assert body["status_url"] == f"http://localhost/jobs/{body['id']}"
     # The same URL, relative, as Flask's own redirects are.
@@ -20,13 +20,13 @@ def test_dispatch_answers_202_with_the_job_id_and_where_to_follow_it(client):
 
 
 def test_dispatch_accepts_json_sent_without_a_content_type(client):
-    response = client.post("/jobs/jobModelo", data='{"nome": "João", "idade": 30}')
+    response = client.post("/jobs/testGreet", data='{"nome": "João", "idade": 30}')
 
     assert response.status_code == 202
 
 
 def test_status_shows_the_result_of_a_finished_job(client):
-    status_url = client.post("/jobs/jobModelo", json=PESSOA).get_json()["status_url"]
+    status_url = client.post("/jobs/testGreet", json=PESSOA).get_json()["status_url"]
 
     record = client.get(status_url).get_json()
 
@@ -37,7 +37,7 @@ def test_status_shows_the_result_of_a_finished_job(client):
 
 
 def test_a_valid_dispatch_queues_exactly_one_job(queue_app, queue_client):
-    response = queue_client.post("/jobs/jobModelo", json=PESSOA)
+    response = queue_client.post("/jobs/testGreet", json=PESSOA)
 
     assert response.status_code == 202
     assert pending(queue_app) == 1
@@ -50,7 +50,7 @@ def test_a_valid_dispatch_queues_exactly_one_job(queue_app, queue_client):
     ids=["truncated", "form-encoded", "not-utf8", "empty"],
 )
 def test_invalid_json_is_a_400_and_queues_nothing(queue_app, queue_client, body):
-    response = queue_client.post("/jobs/jobModelo", data=body)
+    response = queue_client.post("/jobs/testGreet", data=body)
 
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_json"
@@ -59,7 +59,7 @@ def test_invalid_json_is_a_400_and_queues_nothing(queue_app, queue_client, body)
 
 @pytest.mark.parametrize("body", ["[]", '"João"', "30", "null", '[{"nome": "João"}]'])
 def test_a_body_that_is_not_an_object_is_a_400(queue_app, queue_client, body):
-    response = queue_client.post("/jobs/jobModelo", data=body)
+    response = queue_client.post("/jobs/testGreet", data=body)
 
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_payload"
@@ -82,7 +82,7 @@ def test_a_body_that_is_not_an_object_is_a_400(queue_app, queue_client, body):
     ],
 )
 def test_schema_errors_are_a_422_with_per_field_messages(queue_app, queue_client, body, field):
-    response = queue_client.post("/jobs/jobModelo", json=body)
+    response = queue_client.post("/jobs/testGreet", json=body)
 
     assert response.status_code == 422
     assert field in response.get_json()["fields"]
@@ -93,7 +93,7 @@ def test_an_unknown_job_is_a_404_listing_the_known_jobs(queue_app, queue_client)
     response = queue_client.post("/jobs/noSuchJob", json=PESSOA)
 
     assert response.status_code == 404
-    assert response.get_json()["jobs"] == ["importarPessoas", "jobModelo", "relatorioFila"]
+    assert response.get_json()["jobs"] == ["testGreet", "testImport", "testPeriodic"]
     assert pending(queue_app) == 0
 
 
@@ -101,7 +101,7 @@ def test_a_body_over_the_limit_is_a_413(queue_app, queue_client):
     limit = queue_app.config["MAX_CONTENT_LENGTH"]
     body = {"nome": "x" * limit, "idade": 30}
 
-    response = queue_client.post("/jobs/jobModelo", json=body)
+    response = queue_client.post("/jobs/testGreet", json=body)
 
     assert response.status_code == 413
     assert response.get_json()["error"] == "payload_too_large"
@@ -116,7 +116,7 @@ def test_an_unknown_job_id_is_a_404(client):
 
 
 def test_wrong_methods_get_a_json_405(client):
-    response = client.put("/jobs/jobModelo", json=PESSOA)
+    response = client.put("/jobs/testGreet", json=PESSOA)
 
     assert response.status_code == 405
     assert response.get_json()["error"] == "method_not_allowed"
@@ -125,12 +125,12 @@ def test_wrong_methods_get_a_json_405(client):
 def test_the_job_list_describes_each_payload(client):
     found = {job["name"]: job for job in client.get("/jobs").get_json()["jobs"]}
 
-    assert sorted(found) == ["importarPessoas", "jobModelo", "relatorioFila"]
-    assert found["jobModelo"]["fields"]["idade"] == {"type": "Integer", "required": True}
-    assert found["jobModelo"]["schedule"] is None
-    assert found["importarPessoas"]["fields"]["pessoas"] == {"type": "List", "required": True}
-    assert found["relatorioFila"]["fields"] == {}
-    assert found["relatorioFila"]["schedule"] == {
+    assert sorted(found) == ["testGreet", "testImport", "testPeriodic"]
+    assert found["testGreet"]["fields"]["idade"] == {"type": "Integer", "required": True}
+    assert found["testGreet"]["schedule"] is None
+    assert found["testImport"]["fields"]["pessoas"] == {"type": "List", "required": True}
+    assert found["testPeriodic"]["fields"] == {}
+    assert found["testPeriodic"]["schedule"] == {
         "cron": "*/5 * * * *",
         "description": "every 5 minutes",
     }
@@ -145,7 +145,7 @@ def unreachable_app(tmp_path):
 
 
 def test_dispatch_is_a_503_when_redis_is_unreachable(unreachable_app):
-    response = unreachable_app.test_client().post("/jobs/jobModelo", json=PESSOA)
+    response = unreachable_app.test_client().post("/jobs/testGreet", json=PESSOA)
 
     assert response.status_code == 503
     assert response.get_json()["error"] == "queue_unavailable"
@@ -161,6 +161,6 @@ def test_status_is_a_503_when_redis_is_unreachable(unreachable_app):
 def test_validation_comes_before_the_queue_so_bad_input_is_422_even_when_redis_is_down(
     unreachable_app,
 ):
-    response = unreachable_app.test_client().post("/jobs/jobModelo", json={"nome": ""})
+    response = unreachable_app.test_client().post("/jobs/testGreet", json={"nome": ""})
 
     assert response.status_code == 422

@@ -7,13 +7,13 @@ def test_list_shows_each_job_and_its_fields(app):
     result = app.test_cli_runner().invoke(args=["jobs", "list"])
 
     assert result.exit_code == 0
-    assert "jobModelo" in result.output
+    assert "testGreet" in result.output
     assert "idade: Integer, required" in result.output
 
 
 def test_enqueue_prints_the_job_id(queue_app):
     result = queue_app.test_cli_runner().invoke(
-        args=["jobs", "enqueue", "jobModelo", '{"nome": "João", "idade": 30}']
+        args=["jobs", "enqueue", "testGreet", '{"nome": "João", "idade": 30}']
     )
 
     assert result.exit_code == 0
@@ -25,7 +25,7 @@ def test_enqueue_prints_the_job_id(queue_app):
 
 def test_enqueue_reports_field_errors_and_queues_nothing(queue_app):
     result = queue_app.test_cli_runner().invoke(
-        args=["jobs", "enqueue", "jobModelo", '{"nome": "", "idade": 200}']
+        args=["jobs", "enqueue", "testGreet", '{"nome": "", "idade": 200}']
     )
 
     assert result.exit_code != 0
@@ -35,7 +35,7 @@ def test_enqueue_reports_field_errors_and_queues_nothing(queue_app):
 
 
 def test_enqueue_rejects_invalid_json(queue_app):
-    result = queue_app.test_cli_runner().invoke(args=["jobs", "enqueue", "jobModelo", "{"])
+    result = queue_app.test_cli_runner().invoke(args=["jobs", "enqueue", "testGreet", "{"])
 
     assert result.exit_code != 0
     assert "not valid JSON" in result.output
@@ -46,4 +46,4 @@ def test_enqueue_rejects_an_unknown_job(queue_app):
     result = queue_app.test_cli_runner().invoke(args=["jobs", "enqueue", "nope", "{}"])
 
     assert result.exit_code != 0
-    assert "known: importarPessoas, jobModelo, relatorioFila" in result.output
+    assert "known: testGreet, testImport, testPeriodic" in result.output

@@ -7,26 +7,24 @@ periodic runs started by hand; each on SQLite and on Redis.
 
 import base64
 import json
-import os
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from acme_jobs import create_app
-from conftest import PROJECT_ROOT
+from conftest import KIT_PYTHONPATH
 from support import wait_for
 
 pytestmark = pytest.mark.slow
 
-TESTS_DIR = Path(__file__).resolve().parent
+
 USERNAME, PASSWORD = "operator", "correct horse battery staple"
 QUICK = {
     "FLASK_JOB_PROGRESS_INTERVAL": "0.2",
     "FLASK_PAUSE_CHECK_INTERVAL": "0.2",
     "FLASK_JOB_MODULES": json.dumps(["control_jobs"]),
-    "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(TESTS_DIR)]),
+    "PYTHONPATH": KIT_PYTHONPATH,
     "FLASK_SECRET_KEY": "a-secret-key-for-tests",
     "FLASK_MONITOR_USERNAME": USERNAME,
     "FLASK_MONITOR_PASSWORD": PASSWORD,
@@ -82,7 +80,7 @@ def progress_of(stack, job_id: str) -> dict:
 
 def test_progress_and_logs_show_while_the_job_runs(live):
     stack = live()
-    job_id = dispatch(stack, "importarPessoas", {"pessoas": PEOPLE[:15], "atraso": 0.2})
+    job_id = dispatch(stack, "testImport", {"pessoas": PEOPLE[:15], "atraso": 0.2})
 
     wait_for(lambda: 3 <= progress_of(stack, job_id).get("done", 0) < 15, "progress midway")
     midway = monitor_api(stack, f"job/{job_id}")
@@ -114,7 +112,7 @@ def test_a_failing_jobs_logs_are_kept_with_its_error(live):
 
 def test_a_running_job_stops_when_cancelled(live):
     stack = live()
-    job_id = dispatch(stack, "importarPessoas", {"pessoas": PEOPLE, "atraso": 0.2})
+    job_id = dispatch(stack, "testImport", {"pessoas": PEOPLE, "atraso": 0.2})
     wait_for(lambda: progress_of(stack, job_id).get("done", 0) >= 2, "the import to start")
 
     assert controls(stack).cancel(job_id, "alice") == "requested"
@@ -145,7 +143,7 @@ def test_a_job_that_only_checks_for_cancel_stops_too(live):
 
 def test_a_queued_job_cancelled_before_any_worker_runs_is_dropped(live):
     stack = live(worker=False)
-    job_id = dispatch(stack, "jobModelo", {"nome": "Ana", "idade": 31})
+    job_id = dispatch(stack, "testGreet", {"nome": "Ana", "idade": 31})
 
     assert controls(stack).cancel(job_id, "alice") == "revoked"
     stack.start_worker()
@@ -161,7 +159,7 @@ def test_a_paused_queue_keeps_its_jobs_across_workers_until_resumed(live):
     assert controls(stack).pause(None, "carol", "deploying")
     time.sleep(0.5)  # every worker process notices within PAUSE_CHECK_INTERVAL
 
-    ids = [dispatch(stack, "jobModelo", {"nome": f"P{i}", "idade": i}) for i in range(4)]
+    ids = [dispatch(stack, "testGreet", {"nome": f"P{i}", "idade": i}) for i in range(4)]
     time.sleep(1.5)
     assert {stack.request("GET", f"/jobs/{i}")[1]["status"] for i in ids} == {"queued"}
 
@@ -172,17 +170,17 @@ def test_a_paused_queue_keeps_its_jobs_across_workers_until_resumed(live):
 
 def test_a_paused_job_name_waits_while_other_jobs_run(live):
     stack = live()
-    assert controls(stack).pause("jobModelo", "carol", "bad data upstream")
+    assert controls(stack).pause("testGreet", "carol", "bad data upstream")
     time.sleep(0.5)
 
-    held = dispatch(stack, "jobModelo", {"nome": "Ana", "idade": 31})
-    other = dispatch(stack, "importarPessoas", {"pessoas": PEOPLE[:2], "atraso": 0})
+    held = dispatch(stack, "testGreet", {"nome": "Ana", "idade": 31})
+    other = dispatch(stack, "testImport", {"pessoas": PEOPLE[:2], "atraso": 0})
 
     assert stack.wait_for_status(other, {"complete"})["status"] == "complete"
-    wait_for(lambda: controls(stack).pauses()["held"] == {"jobModelo": 1}, "the job held")
+    wait_for(lambda: controls(stack).pauses()["held"] == {"testGreet": 1}, "the job held")
     assert stack.request("GET", f"/jobs/{held}")[1]["status"] == "queued"
 
-    assert controls(stack).resume("jobModelo", "carol") == (True, 1)
+    assert controls(stack).resume("testGreet", "carol") == (True, 1)
     assert stack.wait_for_status(held, {"complete"})["status"] == "complete"
     events = [e["kind"] for e in monitor_api(stack, f"job/{held}")["events"]]
     assert events[:3] == ["queued", "held", "started"]
@@ -190,10 +188,10 @@ def test_a_paused_job_name_waits_while_other_jobs_run(live):
 
 def test_a_periodic_job_run_now_runs_in_the_worker(live):
     stack = live(worker=False)
-    # No scheduler: its own run of relatorioFila (every 5 minutes) would race ours.
+    # No scheduler: its own run of testPeriodic (every 5 minutes) would race ours.
     stack.start_worker(flags=["--workers", "1", "--delay", "0.01", "--max-delay", "0.25", "-n"])
     with stack.app.app_context():
-        job_id = controls(stack).run_now("relatorioFila", "erin")
+        job_id = controls(stack).run_now("testPeriodic", "erin")
 
     record = stack.wait_for_status(job_id, {"complete", "failed"})
 

@@ -51,7 +51,7 @@ bodies = (
 def test_dispatch_never_fails_and_queues_only_what_it_accepts(queue_client, queue_app, body):
     before = pending(queue_app)
 
-    response = queue_client.post("/jobs/jobModelo", data=body)
+    response = queue_client.post("/jobs/testGreet", data=body)
 
     assert response.status_code in (202, 400, 413, 422), response.get_data(as_text=True)[:500]
     assert response.is_json

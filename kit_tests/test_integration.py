@@ -18,7 +18,7 @@ def stack(request, start_stack):
 
 
 def test_a_dispatched_job_runs_in_the_worker_and_its_result_is_visible(stack):
-    code, body = stack.request("POST", "/jobs/jobModelo", PESSOA)
+    code, body = stack.request("POST", "/jobs/testGreet", PESSOA)
     assert code == 202
 
     record = stack.wait_for_status(body["id"], {"complete", "failed"})
@@ -29,15 +29,15 @@ def test_a_dispatched_job_runs_in_the_worker_and_its_result_is_visible(stack):
 
 
 def test_job_log_lines_carry_the_job_name_and_id(stack):
-    _, body = stack.request("POST", "/jobs/jobModelo", PESSOA)
+    _, body = stack.request("POST", "/jobs/testGreet", PESSOA)
     stack.wait_for_status(body["id"], {"complete"})
 
-    assert f"[jobModelo:{body['id']}] processing João" in stack.read_logs()
+    assert f"[testGreet:{body['id']}] processing João" in stack.read_logs()
 
 
 def test_many_jobs_all_complete(stack):
     ids = [
-        stack.request("POST", "/jobs/jobModelo", {"nome": f"P{i}", "idade": i})[1]["id"]
+        stack.request("POST", "/jobs/testGreet", {"nome": f"P{i}", "idade": i})[1]["id"]
         for i in range(20)
     ]
 
@@ -48,7 +48,7 @@ def test_many_jobs_all_complete(stack):
 
 def test_a_job_queued_while_no_worker_runs_waits_and_then_completes(start_stack):
     stack = start_stack(worker=False)
-    _, body = stack.request("POST", "/jobs/jobModelo", PESSOA)
+    _, body = stack.request("POST", "/jobs/testGreet", PESSOA)
     assert stack.request("GET", f"/jobs/{body['id']}")[1]["status"] == "queued"
 
     stack.start_worker()

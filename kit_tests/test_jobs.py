@@ -1,36 +1,36 @@
-"""The job registry, the example job and queueing from code."""
+"""The job registry: finding jobs, validating payloads, retries."""
 
 import pytest
+from kit_jobs.greet import Pessoa, greet
 from marshmallow import ValidationError
 
 from acme_jobs import create_app
-from acme_jobs.jobs.job_modelo import Pessoa, enqueue_job_modelo, job_modelo
 from acme_jobs.kit import registry
 from acme_jobs.kit.queue import UnknownJob, enqueue
 
 
-def test_discovery_finds_the_example_job():
-    found = registry.discover("acme_jobs.jobs")
+def test_discovery_imports_every_module_of_the_jobs_package():
+    found = registry.discover("kit_jobs")
 
-    assert found["jobModelo"].func is job_modelo
-    assert found["jobModelo"].schema is Pessoa
-
-
-def test_pessoa_accepts_a_valid_person():
-    assert Pessoa().load({"nome": "Ana", "idade": 0}) == {"nome": "Ana", "idade": 0}
+    assert found["testGreet"].func is greet
+    assert found["testGreet"].schema is Pessoa
+    assert found["testPeriodic"].schema is registry.NoPayload
 
 
-def test_the_example_job_greets_the_person(app):
-    with app.app_context():
-        result = job_modelo({"nome": "Ana", "idade": 17})
+def test_discovery_imports_extra_modules_too():
+    found = registry.discover("kit_jobs", ["control_jobs"])
 
-    assert result["greeting"] == "Olá, Ana!"
-    assert result["adult"] is False
+    assert "testChecksCancel" in found
+
+
+def test_the_app_discovers_the_jobs_package_it_is_given(app):
+    assert app.config["JOBS_PACKAGE"] == "kit_jobs"
+    assert set(app.extensions["jobkit"].tasks) >= {"testGreet", "testImport", "testPeriodic"}
 
 
 def test_enqueue_from_code_returns_the_job_id(app):
     with app.app_context():
-        job_id = enqueue_job_modelo("Ana", 40)
+        job_id = enqueue("testGreet", {"nome": "Ana", "idade": 40})
         record = app.extensions["jobkit"].history.get(job_id)
 
     assert record["status"] == "complete"
@@ -39,7 +39,7 @@ def test_enqueue_from_code_returns_the_job_id(app):
 
 def test_enqueue_from_code_validates_like_the_api(app):
     with app.app_context(), pytest.raises(ValidationError) as error:
-        enqueue_job_modelo("", 40)
+        enqueue("testGreet", {"nome": "", "idade": 40})
 
     assert "nome" in error.value.messages
 
@@ -55,7 +55,7 @@ def test_two_modules_cannot_claim_the_same_job_name():
 
     impostor.__module__ = "somewhere.else"
     with pytest.raises(ValueError, match="must be unique"):
-        registry.job("jobModelo", schema=Pessoa)(impostor)
+        registry.job("testGreet", schema=Pessoa)(impostor)
 
 
 @pytest.fixture

@@ -57,12 +57,12 @@ def test_a_json_line_outside_a_job_has_every_key(json_lines):
 
 
 def test_a_json_line_inside_a_job_names_the_job_attempt_and_request(json_lines):
-    with job_log_context("jobModelo", "abc-123", attempt=2, request_id="req-9"):
+    with job_log_context("testGreet", "abc-123", attempt=2, request_id="req-9"):
         logging.getLogger("jobs").info("working on it")
 
     (line,) = json_lines()
 
-    assert line["job_name"] == "jobModelo"
+    assert line["job_name"] == "testGreet"
     assert line["job_id"] == "abc-123"
     assert line["attempt"] == 2
     assert line["request_id"] == "req-9"
@@ -91,13 +91,13 @@ def test_the_text_format_tags_job_lines(caplog):
     logger = logging.getLogger("text.test")
     logger.addHandler(handler)
     try:
-        with job_log_context("jobModelo", "id-1"):
+        with job_log_context("testGreet", "id-1"):
             logger.warning("inside")
         logger.warning("outside")
     finally:
         logger.removeHandler(handler)
 
-    assert stream.getvalue().splitlines() == ["[jobModelo:id-1] inside", "[-] outside"]
+    assert stream.getvalue().splitlines() == ["[testGreet:id-1] inside", "[-] outside"]
 
 
 # -- request ids --------------------------------------------------------
@@ -148,7 +148,7 @@ def test_a_request_keeps_one_id_however_often_it_is_asked(app):
 
 def test_the_request_id_travels_with_the_job_into_its_logs(queue_app, json_lines):
     client = queue_app.test_client()
-    response = client.post("/jobs/jobModelo", json=PESSOA, headers={"X-Request-ID": "req-42"})
+    response = client.post("/jobs/testGreet", json=PESSOA, headers={"X-Request-ID": "req-42"})
     job_id = response.get_json()["id"]
     huey = queue_app.extensions["jobkit"].huey
 
@@ -160,7 +160,7 @@ def test_the_request_id_travels_with_the_job_into_its_logs(queue_app, json_lines
     assert job_lines, json_lines()
     processing = next(line for line in job_lines if line["message"].startswith("processing"))
     assert processing["request_id"] == "req-42"
-    assert processing["job_name"] == "jobModelo"
+    assert processing["job_name"] == "testGreet"
     assert processing["attempt"] == 1
 
 
@@ -168,7 +168,7 @@ def test_a_job_queued_by_a_job_keeps_the_original_request_id(queue_app):
     with queue_app.app_context(), job_log_context("parentJob", "p-1", request_id="req-7"):
         from acme_jobs.kit.queue import enqueue
 
-        enqueue("jobModelo", PESSOA)
+        enqueue("testGreet", PESSOA)
     task = queue_app.extensions["jobkit"].huey.dequeue()
 
     assert task.kwargs["meta"]["request_id"] == "req-7"
@@ -190,7 +190,7 @@ def test_worker_logs_are_json_lines_with_the_request_id(start_stack, redis_url, 
     monkeypatch.setenv("FLASK_LOG_FORMAT", "json")
     stack = start_stack(redis_url=redis_url)
     request = urllib.request.Request(
-        stack.base_url + "/jobs/jobModelo",
+        stack.base_url + "/jobs/testGreet",
         data=json.dumps(PESSOA).encode(),
         headers={"Content-Type": "application/json", "X-Request-ID": "trace-0001"},
         method="POST",
@@ -214,5 +214,5 @@ def test_worker_logs_are_json_lines_with_the_request_id(start_stack, redis_url, 
     job_line = next(line for line in lines if line["message"].startswith("processing"))
     assert job_line["job_id"] == job_id
     assert job_line["request_id"] == "trace-0001"
-    assert job_line["job_name"] == "jobModelo"
+    assert job_line["job_name"] == "testGreet"
     assert job_line["attempt"] == 1

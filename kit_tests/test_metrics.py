@@ -10,11 +10,11 @@ from huey import signals as S
 from prometheus_client.parser import text_string_to_metric_families
 
 from acme_jobs import create_app
-from acme_jobs.jobs.job_modelo import Pessoa
 from acme_jobs.kit import registry
 from acme_jobs.kit.leases import Recovery
 from acme_jobs.kit.metrics.stores import store_for
 from acme_jobs.kit.queue import enqueue
+from kit_jobs.greet import Pessoa
 from support import unique_queue_name, wait_for
 
 TOKEN = "s3cret-token"
@@ -140,23 +140,23 @@ def test_every_series_is_there_before_any_job_ran(tmp_path):
 def test_completed_failed_and_retried_jobs_are_counted_per_job_name(flaky):
     client = flaky.test_client()
     for _ in range(3):
-        assert client.post("/jobs/jobModelo", json=PESSOA).status_code == 202
+        assert client.post("/jobs/testGreet", json=PESSOA).status_code == 202
     assert client.post("/jobs/testAlwaysFails", json=PESSOA).status_code == 202
 
     samples = scrape(flaky)
 
-    assert value(samples, "jobs_enqueued_total", job_name="jobModelo") == 3
-    assert value(samples, "jobs_completed_total", job_name="jobModelo") == 3
-    assert value(samples, "jobs_failed_total", job_name="jobModelo") == 0
+    assert value(samples, "jobs_enqueued_total", job_name="testGreet") == 3
+    assert value(samples, "jobs_completed_total", job_name="testGreet") == 3
+    assert value(samples, "jobs_failed_total", job_name="testGreet") == 0
     assert value(samples, "jobs_enqueued_total", job_name="testAlwaysFails") == 1
     # Three attempts: two retries, then it fails for good.
     assert value(samples, "jobs_retried_total", job_name="testAlwaysFails") == 2
     assert value(samples, "jobs_failed_total", job_name="testAlwaysFails") == 1
     assert value(samples, "jobs_completed_total", job_name="testAlwaysFails") == 0
-    assert value(samples, "jobs_duration_seconds_count", job_name="jobModelo") == 3
+    assert value(samples, "jobs_duration_seconds_count", job_name="testGreet") == 3
     assert value(samples, "jobs_duration_seconds_count", job_name="testAlwaysFails") == 3
-    assert value(samples, "jobs_duration_seconds_bucket", job_name="jobModelo", le="+Inf") == 3
-    assert value(samples, "jobs_duration_seconds_sum", job_name="jobModelo") < 3
+    assert value(samples, "jobs_duration_seconds_bucket", job_name="testGreet", le="+Inf") == 3
+    assert value(samples, "jobs_duration_seconds_sum", job_name="testGreet") < 3
 
 
 def test_the_duration_histogram_is_cumulative(tmp_path):
@@ -178,7 +178,7 @@ def test_the_duration_histogram_is_cumulative(tmp_path):
 def test_timeouts_are_counted_and_only_the_last_one_fails_the_job(tmp_path):
     app = make_app(tmp_path)
     huey = app.extensions["jobkit"].huey
-    task = app.extensions["jobkit"].tasks["jobModelo"].s(PESSOA)
+    task = app.extensions["jobkit"].tasks["testGreet"].s(PESSOA)
     task.retries = 1
     huey._emit(S.SIGNAL_EXECUTING, task)
     huey._emit(S.SIGNAL_TIMEOUT, task)  # a retry is left: timed out, not failed
@@ -187,30 +187,30 @@ def test_timeouts_are_counted_and_only_the_last_one_fails_the_job(tmp_path):
 
     samples = scrape(app)
 
-    assert value(samples, "jobs_timed_out_total", job_name="jobModelo") == 2
-    assert value(samples, "jobs_failed_total", job_name="jobModelo") == 1
-    assert value(samples, "jobs_duration_seconds_count", job_name="jobModelo") == 2
+    assert value(samples, "jobs_timed_out_total", job_name="testGreet") == 2
+    assert value(samples, "jobs_failed_total", job_name="testGreet") == 1
+    assert value(samples, "jobs_duration_seconds_count", job_name="testGreet") == 2
 
 
 def test_jobs_of_dead_workers_count_as_recovered_or_failed(tmp_path):
     app = make_app(tmp_path)
     leases = app.extensions["jobkit"].leases
-    lost = {"job_name": "jobModelo", "worker": "gone:1", "recoveries": 1, "reason": "lost"}
+    lost = {"job_name": "testGreet", "worker": "gone:1", "recoveries": 1, "reason": "lost"}
     for listener in leases.listeners:
         listener(Recovery(job_id="a", requeued=True, retries_left=2, **lost))
         listener(Recovery(job_id="b", requeued=False, retries_left=0, **lost))
 
     samples = scrape(app)
 
-    assert value(samples, "jobs_recovered_total", job_name="jobModelo") == 1
-    assert value(samples, "jobs_failed_total", job_name="jobModelo") == 1
+    assert value(samples, "jobs_recovered_total", job_name="testGreet") == 1
+    assert value(samples, "jobs_failed_total", job_name="testGreet") == 1
 
 
 def test_queue_depth_and_the_oldest_jobs_age(tmp_path):
     app = make_app(tmp_path)
     with app.app_context():
         for _ in range(3):
-            enqueue("jobModelo", PESSOA)
+            enqueue("testGreet", PESSOA)
     time.sleep(0.3)
 
     samples = scrape(app)
@@ -225,14 +225,14 @@ def test_counts_from_other_processes_add_up(tmp_path):
     # in-memory batch, and the totals live in the shared backend.
     web_a, web_b = make_app(tmp_path), make_app(tmp_path)
     with web_a.app_context():
-        enqueue("jobModelo", PESSOA)
+        enqueue("testGreet", PESSOA)
     with web_b.app_context():
-        enqueue("jobModelo", PESSOA)
+        enqueue("testGreet", PESSOA)
     web_a.extensions["jobkit"].metrics.flush()
 
     samples = scrape(web_b)
 
-    assert value(samples, "jobs_enqueued_total", job_name="jobModelo") == 2
+    assert value(samples, "jobs_enqueued_total", job_name="testGreet") == 2
 
 
 def test_workers_alive_counts_fresh_heartbeats_only(tmp_path):
@@ -269,13 +269,13 @@ def test_counts_wait_in_memory_while_the_backend_is_down(tmp_path, redis_url):
     good_pool = storage.conn.connection_pool
     broken = type(storage.conn).from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     storage.conn = broken
-    recorder.count("enqueued", "jobModelo", 5)
+    recorder.count("enqueued", "testGreet", 5)
     recorder.flush()  # fails, keeps the counts
 
     storage.conn = type(storage.conn)(connection_pool=good_pool)
     recorder.flush()
 
-    assert value(scrape(app), "jobs_enqueued_total", job_name="jobModelo") == 5
+    assert value(scrape(app), "jobs_enqueued_total", job_name="testGreet") == 5
 
 
 def test_the_store_answers_503_when_redis_is_unreachable(tmp_path):
@@ -296,7 +296,7 @@ def test_scraping_a_running_stack_shows_the_jobs_it_ran(backend, start_stack, mo
     monkeypatch.setenv("FLASK_METRICS_FLUSH_INTERVAL", "0.2")
     redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     stack = start_stack(redis_url=redis_url)
-    ids = [stack.request("POST", "/jobs/jobModelo", PESSOA)[1]["id"] for _ in range(5)]
+    ids = [stack.request("POST", "/jobs/testGreet", PESSOA)[1]["id"] for _ in range(5)]
     for job_id in ids:
         stack.wait_for_status(job_id, {"complete"})
 
@@ -307,15 +307,15 @@ def test_scraping_a_running_stack_shows_the_jobs_it_ran(backend, start_stack, mo
 
     # The worker writes its counts within METRICS_FLUSH_INTERVAL.
     def counted(samples: dict) -> list:
-        return [value(samples, f"jobs_{c}_total", job_name="jobModelo") for c in COUNTERS[:2]]
+        return [value(samples, f"jobs_{c}_total", job_name="testGreet") for c in COUNTERS[:2]]
 
     wait_for(lambda: counted(get_metrics()) == [5, 5], "the workers' counts never arrived")
     samples = get_metrics()
     queue = stack.env["FLASK_QUEUE_NAME"]
-    assert value(samples, "jobs_enqueued_total", job_name="jobModelo") == 5
+    assert value(samples, "jobs_enqueued_total", job_name="testGreet") == 5
     for counter in ("failed", "retried", "recovered", "timed_out"):
-        assert value(samples, f"jobs_{counter}_total", job_name="jobModelo") == 0
-    assert value(samples, "jobs_duration_seconds_count", job_name="jobModelo") == 5
+        assert value(samples, f"jobs_{counter}_total", job_name="testGreet") == 0
+    assert value(samples, "jobs_duration_seconds_count", job_name="testGreet") == 5
     assert value(samples, "jobs_queue_depth", queue=queue) == 0
     assert value(samples, "jobs_oldest_queued_age_seconds", queue=queue) == 0
     assert value(samples, "jobs_workers_alive", queue=queue) == 2  # --workers 2

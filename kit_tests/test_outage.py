@@ -60,13 +60,13 @@ def timed(call):
 def test_web_and_worker_ride_out_a_redis_restart(start_stack, private_redis):
     stack = start_stack(redis_url=private_redis.url, worker=False)
     worker = stack.start("worker", [sys.executable, "-m", f"{PACKAGE}.worker", "-w", "2"])
-    code, body = stack.request("POST", "/jobs/jobModelo", PESSOA)
+    code, body = stack.request("POST", "/jobs/testGreet", PESSOA)
     assert code == 202
     assert stack.wait_for_status(body["id"], {"complete"})["status"] == "complete"
 
     private_redis.stop()
 
-    (code, body), seconds = timed(lambda: stack.request("POST", "/jobs/jobModelo", PESSOA))
+    (code, body), seconds = timed(lambda: stack.request("POST", "/jobs/testGreet", PESSOA))
     assert code == 503, body
     assert body["error"] == "queue_unavailable"
     assert seconds < 3
@@ -79,7 +79,7 @@ def test_web_and_worker_ride_out_a_redis_restart(start_stack, private_redis):
     private_redis.start()
 
     wait_for(lambda: stack.request("GET", "/readyz")[0] == 200, "/readyz did not recover", 10)
-    code, body = stack.request("POST", "/jobs/jobModelo", PESSOA)
+    code, body = stack.request("POST", "/jobs/testGreet", PESSOA)
     assert code == 202
     assert stack.wait_for_status(body["id"], {"complete"}, 20)["status"] == "complete"
     assert worker.poll() is None

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PACKAGE, PROJECT_ROOT, Stack, _answers
+from conftest import KIT_PYTHONPATH, PACKAGE, Stack, _answers
 from support import free_port, unique_queue_name, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -30,7 +30,7 @@ def launch(tmp_path, redis_url):
         port = free_port()
         env = dict(
             os.environ,
-            PYTHONPATH=str(PROJECT_ROOT),
+            PYTHONPATH=KIT_PYTHONPATH,
             REDIS_URL=redis_url,
             PORT=str(port),
             WEB_CONCURRENCY="2",
@@ -81,7 +81,7 @@ def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
     assert stack.request("GET", "/readyz") == (200, {"status": "ready", "queue": "redis"})
 
     def dispatch(i: int) -> tuple[int, dict]:
-        return stack.request("POST", "/jobs/jobModelo", {"nome": f"P{i}", "idade": i})
+        return stack.request("POST", "/jobs/testGreet", {"nome": f"P{i}", "idade": i})
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(dispatch, range(JOBS)))
@@ -95,7 +95,7 @@ def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
     assert len(workers) >= 2, workers
     queue = stack.env["FLASK_QUEUE_NAME"]
     # Every process writes its counts within METRICS_FLUSH_INTERVAL.
-    counted = (("jobs_enqueued_total", "jobModelo"), ("jobs_completed_total", "jobModelo"))
+    counted = (("jobs_enqueued_total", "testGreet"), ("jobs_completed_total", "testGreet"))
     wait_for(
         lambda: [scrape(stack).get(key) for key in counted] == [JOBS, JOBS],
         "the web and worker processes' counts never added up",
@@ -108,10 +108,10 @@ def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
 
 def test_gunicorn_runs_the_configured_workers_and_writes_access_logs(production):
     stack = production
-    stack.request("POST", "/jobs/jobModelo", {"nome": "Ana", "idade": 3})
+    stack.request("POST", "/jobs/testGreet", {"nome": "Ana", "idade": 3})
 
     def access_logged() -> bool:
-        return '"POST /jobs/jobModelo HTTP/1.1" 202' in stack.read_logs()
+        return '"POST /jobs/testGreet HTTP/1.1" 202' in stack.read_logs()
 
     wait_for(access_logged, "no access log line for the dispatch")
     logs = stack.read_logs()
@@ -136,7 +136,7 @@ def test_sigterm_stops_gunicorn_and_the_workers_cleanly(production):
 def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
     stack = launch(workers=0, FLASK_LOG_FORMAT="json")
     request = urllib.request.Request(
-        stack.base_url + "/jobs/jobModelo",
+        stack.base_url + "/jobs/testGreet",
         data=json.dumps({"nome": "Ana", "idade": 3}).encode(),
         headers={"Content-Type": "application/json", "X-Request-ID": "trace-42"},
         method="POST",
@@ -149,11 +149,11 @@ def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def dispatch_line() -> dict | None:
-        return next((line for line in lines() if "POST /jobs/jobModelo" in line["message"]), None)
+        return next((line for line in lines() if "POST /jobs/testGreet" in line["message"]), None)
 
     wait_for(lambda: dispatch_line() is not None, "no access log line for the dispatch")
     access = dispatch_line()
     assert access["logger"] == "gunicorn.access"
-    assert '"POST /jobs/jobModelo HTTP/1.1" 202' in access["message"]
+    assert '"POST /jobs/testGreet HTTP/1.1" 202' in access["message"]
     assert access["message"].endswith(" trace-42")
     assert any(line["logger"] == "gunicorn.error" for line in lines())  # "Booting worker"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from acme_jobs import create_app
-from conftest import PACKAGE, PROJECT_ROOT
+from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT
 from support import descendants, wait_for
 
 # What the Stack fixture offers (tests/conftest.py); imported by value here,
@@ -31,7 +31,6 @@ Stack = Any
 
 pytestmark = pytest.mark.slow
 
-TESTS_DIR = Path(__file__).resolve().parent
 
 # Dead after 2 s of silence; every worker looks for the dead twice a second.
 LEASES = {
@@ -54,7 +53,7 @@ def reliable_stack(start_stack, tmp_path, request):
     def start(backend: str, **settings: str) -> Stack:
         log = tmp_path / "runs.log"
         env = {
-            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(TESTS_DIR)]),
+            "PYTHONPATH": KIT_PYTHONPATH,
             "FLASK_JOB_MODULES": json.dumps(["reliability_jobs"]),
             "RELIABILITY_LOG": str(log),
             **LEASES,
@@ -323,7 +322,7 @@ def test_a_job_that_kills_its_workers_is_parked_as_a_poison_pill(reliable_stack,
 
 
 def test_the_kit_worker_rejects_positional_arguments(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), FLASK_SQLITE_PATH=json.dumps(
+    env = dict(os.environ, PYTHONPATH=KIT_PYTHONPATH, FLASK_SQLITE_PATH=json.dumps(
         str(tmp_path / "q.sqlite3")))  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", f"{PACKAGE}.worker", "some.huey"],
@@ -343,7 +342,7 @@ def test_the_kit_worker_reads_dotenv_like_flask_run(tmp_path):
     queue = tmp_path / "from-dotenv.sqlite3"
     (tmp_path / ".env").write_text(f"FLASK_SQLITE_PATH={json.dumps(str(queue))}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLASK_SQLITE_PATH")}
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = KIT_PYTHONPATH
     subprocess.run(
         [sys.executable, "-m", f"{PACKAGE}.worker", "--help"],
         cwd=tmp_path,

@@ -18,7 +18,7 @@ def roundtrip(value):
 
 def test_a_huey_message_survives_with_its_types():
     eta = datetime.datetime(2030, 1, 2, 3, 4, 5)
-    message = Message("id-1", "jobModelo", eta, 3, 5, None, ({"nome": "Ana"},), {}, *[None] * 7)
+    message = Message("id-1", "testGreet", eta, 3, 5, None, ({"nome": "Ana"},), {}, *[None] * 7)
 
     assert roundtrip(message) == message
     assert isinstance(roundtrip(message).args, tuple)

@@ -49,8 +49,8 @@ class MonitorClient:
 
 
 def dispatch(app: Flask, payload: dict | None = None) -> str:
-    """Queue jobModelo through the public API, as a user would."""
-    response = app.test_client().post("/jobs/jobModelo", json=payload or PESSOA)
+    """Queue testGreet through the public API, as a user would."""
+    response = app.test_client().post("/jobs/testGreet", json=payload or PESSOA)
     assert response.status_code == 202, response.get_json()
     return response.get_json()["id"]
 
@@ -87,10 +87,10 @@ def fail(app: Flask, task: Any, message: str = "the printer is on fire") -> str:
 
 
 def record_job(app: Flask, payload: dict) -> Any:
-    """Record a queued jobModelo with any payload, skipping validation.
+    """Record a queued testGreet with any payload, skipping validation.
 
     Returns its task, which ``fail`` can then fail.
     """
-    task = app.extensions["jobkit"].tasks["jobModelo"].s(payload)
+    task = app.extensions["jobkit"].tasks["testGreet"].s(payload)
     app.extensions["jobkit"].history.job_enqueued(task, payload)
     return task

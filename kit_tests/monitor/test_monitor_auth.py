@@ -50,11 +50,11 @@ def test_configured_credentials_are_required_even_in_debug_mode(tmp_path):
 
 
 def test_a_browser_without_a_session_is_sent_to_the_login_page(anonymous):
-    response = anonymous.get("/monitor/jobs/failed?name=jobModelo")
+    response = anonymous.get("/monitor/jobs/failed?name=testGreet")
 
     assert response.status_code == 302
     assert (
-        response.headers["Location"] == "/monitor/login?next=/monitor/jobs/failed?name%3DjobModelo"
+        response.headers["Location"] == "/monitor/login?next=/monitor/jobs/failed?name%3DtestGreet"
     )
 
 

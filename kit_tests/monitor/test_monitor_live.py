@@ -48,7 +48,7 @@ def eventually(check, timeout: float = 20):
 
 
 def test_jobs_run_by_the_worker_are_listed_as_completed(stack):
-    ids = {stack.request("POST", "/jobs/jobModelo", PESSOA)[1]["id"] for _ in range(5)}
+    ids = {stack.request("POST", "/jobs/testGreet", PESSOA)[1]["id"] for _ in range(5)}
     for job_id in ids:
         stack.wait_for_status(job_id, {"complete"})
 
@@ -61,14 +61,14 @@ def test_jobs_run_by_the_worker_are_listed_as_completed(stack):
 
 
 def test_the_overview_counts_the_runs_of_this_minute(stack):
-    job_id = stack.request("POST", "/jobs/jobModelo", PESSOA)[1]["id"]
+    job_id = stack.request("POST", "/jobs/testGreet", PESSOA)[1]["id"]
     stack.wait_for_status(job_id, {"complete"})
 
     overview = api(stack, "/monitor/api/overview")
 
     assert sum(minute["complete"] for minute in overview["per_minute"][-2:]) >= 1
     (job,) = overview["jobs"]
-    assert job["name"] == "jobModelo"
+    assert job["name"] == "testGreet"
     assert job["p95_ms"] is not None
 
 
@@ -84,7 +84,7 @@ def test_each_worker_process_reports_its_heartbeat(stack):
 
 
 def test_a_job_page_shows_the_worker_that_ran_it(stack):
-    job_id = stack.request("POST", "/jobs/jobModelo", PESSOA)[1]["id"]
+    job_id = stack.request("POST", "/jobs/testGreet", PESSOA)[1]["id"]
     record = stack.wait_for_status(job_id, {"complete"})
 
     job = api(stack, f"/monitor/api/job/{job_id}")

@@ -23,9 +23,9 @@ def controls(monitor):
 
 
 def start_import(monitor, done: int = 3, message: str = "imported P2", lines=()) -> str:
-    """A running importarPessoas that reported ``done`` of 10 and logged ``lines``."""
+    """A running testImport that reported ``done`` of 10 and logged ``lines``."""
     response = monitor.app.test_client().post(
-        "/jobs/importarPessoas", json={"pessoas": PEOPLE, "atraso": 0}
+        "/jobs/testImport", json={"pessoas": PEOPLE, "atraso": 0}
     )
     job_id = response.get_json()["id"]
     task = monitor.app.extensions["jobkit"].huey.dequeue()
@@ -66,7 +66,7 @@ def test_a_running_jobs_page_shows_its_progress_time_and_logs(monitor):
     assert "<strong>3</strong> of 10" in html
     assert "2/s" in html and "left" in html
     assert "imported P2" in html
-    assert re.search(r'<meter min="0" max="3600.0"', html)  # importarPessoas: timeout=3600
+    assert re.search(r'<meter min="0" max="3600.0"', html)  # testImport: timeout=3600
     assert "importing 10 people" in html
     assert '<span class="log-warning">' in html
     assert 'id="cancel"' in html
@@ -199,16 +199,16 @@ def test_pausing_the_queue_needs_a_reason_shows_a_banner_and_resumes(monitor):
 
 
 def test_pausing_a_job_name_holds_its_jobs_until_it_resumes(monitor):
-    monitor.post("/monitor/pause", {"name": "jobModelo", "reason": "upstream is down"})
+    monitor.post("/monitor/pause", {"name": "testGreet", "reason": "upstream is down"})
     job_id = dispatch(monitor.app)
 
     assert takes_nothing(monitor)
     html = monitor.get("/monitor/pauses").text
-    row = re.search(r'<tr data-job-name="jobModelo".*?</tr>', html, re.S).group(0)
+    row = re.search(r'<tr data-job-name="testGreet".*?</tr>', html, re.S).group(0)
     assert 'data-paused="yes"' in row and "upstream is down" in row
     assert '<td class="num">1</td>' in row  # held
 
-    page = monitor.post("/monitor/resume", {"name": "jobModelo"}, follow_redirects=True).text
+    page = monitor.post("/monitor/resume", {"name": "testGreet"}, follow_redirects=True).text
     assert "1 held job queued again" in page
     assert run_next(monitor.app) == job_id
     assert monitor.history.get(job_id)["status"] == "complete"
@@ -221,23 +221,23 @@ def test_pausing_an_unknown_job_name_is_a_404(monitor):
 
 
 def test_pausing_twice_says_it_is_paused_already(monitor):
-    monitor.post("/monitor/pause", {"name": "jobModelo", "reason": "one"})
+    monitor.post("/monitor/pause", {"name": "testGreet", "reason": "one"})
 
     page = monitor.post(
-        "/monitor/pause", {"name": "jobModelo", "reason": "two"}, follow_redirects=True
+        "/monitor/pause", {"name": "testGreet", "reason": "two"}, follow_redirects=True
     )
 
-    assert "Job jobModelo is paused already." in page.text
-    assert controls(monitor).pauses()["jobs"]["jobModelo"]["reason"] == "one"
+    assert "Job testGreet is paused already." in page.text
+    assert controls(monitor).pauses()["jobs"]["testGreet"]["reason"] == "one"
 
 
 def test_the_pauses_api(monitor):
-    monitor.post("/monitor/pause", {"name": "jobModelo", "reason": "why not"})
+    monitor.post("/monitor/pause", {"name": "testGreet", "reason": "why not"})
 
     body = monitor.get("/monitor/api/pauses").get_json()
 
     assert body["queue"] is None
-    assert body["jobs"]["jobModelo"]["reason"] == "why not"
+    assert body["jobs"]["testGreet"]["reason"] == "why not"
 
 
 # -- periodic jobs --------------------------------------------------------------------
@@ -245,31 +245,31 @@ def test_the_pauses_api(monitor):
 
 def test_the_periodic_page_lists_schedules_and_runs_one_now(monitor):
     html = monitor.get("/monitor/periodic").text
-    row = re.search(r'<tr data-periodic="relatorioFila">.*?</tr>', html, re.S).group(0)
+    row = re.search(r'<tr data-periodic="testPeriodic">.*?</tr>', html, re.S).group(0)
     assert "every 5 minutes" in row and "*/5 * * * *" in row
     assert "never" in row
 
-    response = monitor.post("/monitor/periodic/relatorioFila/run")
+    response = monitor.post("/monitor/periodic/testPeriodic/run")
     job_id = response.headers["Location"].rsplit("/", 1)[1]
     assert run_next(monitor.app) == job_id
 
     row = re.search(
-        r'<tr data-periodic="relatorioFila">.*?</tr>', monitor.get("/monitor/periodic").text, re.S
+        r'<tr data-periodic="testPeriodic">.*?</tr>', monitor.get("/monitor/periodic").text, re.S
     ).group(0)
     assert f'href="/monitor/job/{job_id}"' in row
     assert "run now by admin" in row
     assert monitor.history.get(job_id)["status"] == "complete"
-    assert audit_actions(monitor)[0] == ("run_now", "relatorioFila", "admin")
+    assert audit_actions(monitor)[0] == ("run_now", "testPeriodic", "admin")
 
 
 def test_run_now_refuses_jobs_that_are_not_periodic(monitor):
-    assert monitor.post("/monitor/periodic/jobModelo/run").status_code == 404
+    assert monitor.post("/monitor/periodic/testGreet/run").status_code == 404
 
 
 def test_the_periodic_api(monitor):
     (found,) = monitor.get("/monitor/api/periodic").get_json()["periodic"]
 
-    assert found["name"] == "relatorioFila"
+    assert found["name"] == "testPeriodic"
     assert found["next_run"] > time.time()
     assert found["next_run"] % 300 == 0
 
@@ -284,8 +284,8 @@ def test_every_action_is_in_the_audit_log(monitor):
     revoked = dispatch(monitor.app)
     monitor.post(f"/monitor/job/{revoked}/revoke")
     monitor.post(f"/monitor/job/{failed}/delete")
-    monitor.post("/monitor/pause", {"name": "jobModelo", "reason": "r"})
-    monitor.post("/monitor/resume", {"name": "jobModelo"})
+    monitor.post("/monitor/pause", {"name": "testGreet", "reason": "r"})
+    monitor.post("/monitor/resume", {"name": "testGreet"})
 
     actions = [a for a, _, _ in audit_actions(monitor)]
     html = monitor.get("/monitor/audit").text
@@ -294,7 +294,7 @@ def test_every_action_is_in_the_audit_log(monitor):
     assert actions == ["resume", "pause", "delete", "revoke", "retry"]
     assert html.count("<tr data-action=") == 5
     assert f'href="/monitor/job/{revoked}"' in html
-    assert "job name jobModelo" in html
+    assert "job name testGreet" in html
     assert [e["action"] for e in api["entries"]] == actions
     assert api["total"] == 5
 
@@ -347,9 +347,9 @@ def test_the_new_pages_need_a_login(anonymous):
 
 
 ACTIONS = [
-    ("/monitor/pause", {"name": "jobModelo", "reason": "r"}),
-    ("/monitor/resume", {"name": "jobModelo"}),
-    ("/monitor/periodic/relatorioFila/run", {}),
+    ("/monitor/pause", {"name": "testGreet", "reason": "r"}),
+    ("/monitor/resume", {"name": "testGreet"}),
+    ("/monitor/periodic/testPeriodic/run", {}),
     ("/monitor/job/{job}/cancel", {}),
 ]
 

@@ -51,7 +51,7 @@ def test_the_overview_has_a_row_per_job_with_failure_rate_and_percentiles(monito
 
     html = monitor.get("/monitor/").text
 
-    row = re.search(r"<td>jobModelo</td>(.*?)</tr>", html, re.S).group(1)
+    row = re.search(r"<td>testGreet</td>(.*?)</tr>", html, re.S).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
     assert cells[:3] == ["1", "1", "50.0%"]
     assert cells[3].startswith("\u2264")  # p50, read from the histogram
@@ -119,7 +119,7 @@ def test_a_list_filters_by_job_name_from_the_query_string(monitor):
     dispatch(monitor.app)
     run_next(monitor.app)
 
-    assert "data-job-id" in monitor.get("/monitor/jobs/complete?name=jobModelo").text
+    assert "data-job-id" in monitor.get("/monitor/jobs/complete?name=testGreet").text
     assert "data-job-id" not in monitor.get("/monitor/jobs/complete?name=otherJob").text
 
 
@@ -238,7 +238,7 @@ def test_the_workers_page_shows_each_worker_with_its_heartbeat_and_current_job(m
 
     assert model.worker_id() in html
     assert ">online<" in html
-    assert f'href="/monitor/job/{job_id}">jobModelo</a>' in html
+    assert f'href="/monitor/job/{job_id}">testGreet</a>' in html
 
 
 def test_a_worker_with_a_stale_heartbeat_shows_as_dead(monitor):
@@ -274,7 +274,7 @@ def test_the_api_overview_has_the_pages_numbers(monitor):
 
     assert body["counts"]["complete"] == 1
     assert len(body["per_minute"]) == 60
-    assert body["jobs"][0]["name"] == "jobModelo"
+    assert body["jobs"][0]["name"] == "testGreet"
     assert body["workers"] == []
 
 
