@@ -1,12 +1,12 @@
 """The job registry: finding jobs, validating payloads, retries."""
 
 import pytest
-from kit_jobs.greet import Pessoa, greet
 from marshmallow import ValidationError
 
 from acme_jobs import create_app
 from acme_jobs.kit import registry
 from acme_jobs.kit.queue import UnknownJob, enqueue
+from kit_jobs.greet import Pessoa, greet
 
 
 def test_discovery_imports_every_module_of_the_jobs_package():
