@@ -68,7 +68,7 @@ from marshmallow import Schema, fields
 
 from bench_body import hit, probe
 
-from . import job
+from ..kit import job
 
 
 class Payload(Schema):
