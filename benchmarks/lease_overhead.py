@@ -1,6 +1,6 @@
 """What at-least-once delivery costs: the kit's worker with and without leases.
 
-Leases (``leases.py``) change three things per job: the dequeue becomes a
+Leases (the kit's ``leases/``) change three things per job: the dequeue becomes a
 script that moves the message into the worker's lease list and reads the
 job's revoke flags (so Huey's own check needs no round trip), instead of
 ``BRPOP`` and ``HMGET``; the lease is released (``LREM``, ``HDEL``, and the

@@ -63,7 +63,7 @@ def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
             retry=Retry(NoBackoff(), 1),
         )
         # Leasing*: every job a worker takes is leased until its run is over,
-        # so a worker that dies mid-job loses nothing (see leases.py).
+        # so a worker that dies mid-job loses nothing (see leases/).
         huey = leases.LeasingRedisHuey(name, connection_pool=pool, **options)
     else:
         path = config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")

@@ -41,7 +41,7 @@ QUEUE_IMMEDIATE = False
 # with process workers, the default of the kit's worker (`python -m <package>.worker`).
 JOB_TIMEOUT = 300
 
-# At-least-once delivery (leases.py). A worker renews its registration every
+# At-least-once delivery (leases/). A worker renews its registration every
 # LEASE_HEARTBEAT seconds; one silent for LEASE_TIMEOUT seconds is dead, and
 # the next reaper pass (every REAPER_INTERVAL seconds, in some worker) puts
 # its jobs back on the queue as a failed attempt. Worst case from a worker's

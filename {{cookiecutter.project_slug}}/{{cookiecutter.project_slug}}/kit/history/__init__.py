@@ -38,7 +38,7 @@ RECORDED = "_history_recorded"  # its "queued" record was already written
 RETRY_NOTED = "_history_retry_noted"  # the failure already said "retrying"
 RESULT = "_history_result"  # the return value ("complete" does not carry it)
 # Set on a task whose last write waits in the tracker's next batch: that
-# write releases the job's lease (leases.py), so nothing else may.
+# write releases the job's lease (leases/), so nothing else may.
 WRITE_PENDING = "kit_write_pending"
 
 # Changes per round trip, at most.
@@ -207,7 +207,7 @@ class History:
         error = model.describe_error(exc, kind, self.settings.traceback_chars)
         if signal == S.SIGNAL_INTERRUPTED and getattr(task, "kit_requeued", False):
             # The worker stopped mid-job and put it back on the queue as it
-            # was (leases.py): not a failure, and it will run again.
+            # was (leases/): not a failure, and it will run again.
             ending = event("failed", at, error=error, message="back on the queue")
             self._finish(signal, task, at, model.QUEUED, ending, {}, counter=None)
             return

@@ -1,0 +1,85 @@
+"""At-least-once delivery: leases on running jobs, heartbeats and a reaper.
+
+Huey takes a job off the queue for good before running it, so a worker that
+is SIGKILLed, OOM-killed or loses its machine loses the job it was running,
+without a trace. The kit closes that gap:
+
+* Taking a job off the queue and taking a *lease* on it are one atomic step.
+  On Redis the message moves from the queue into the worker's own lease list
+  (a script, or ``BLMOVE`` to wait on an empty queue); on SQLite the row
+  moves into the ``kit_lease`` table in the same transaction. At no moment
+  is a job in neither place. From a deep Redis queue a worker takes several
+  jobs in that step and runs them in turn (``WORKER_PREFETCH``).
+* Each worker process registers itself with an expiry time, renewed by every
+  dequeue and by a heartbeat thread. While the process lives, its leases
+  stay valid, however long its job runs.
+* When a run is over (complete, failed for good, or its retry safely on the
+  schedule) the lease is released. A shutdown that cannot wait for a job
+  puts it back on the queue instead.
+* A reaper runs in every worker process; a lock lets only one act at a time.
+  It adopts the leases of workers whose registration lapsed and puts their
+  jobs back on the queue, counting the lost run as a failed attempt ("worker
+  lost"): the job's retry policy applies and a job with no retries left is
+  parked as failed. A job recovered ``MAX_RECOVERIES`` times already is
+  parked too, as a poison pill, instead of killing worker after worker.
+
+A dead worker's jobs are back on the queue at most ``LEASE_TIMEOUT`` +
+``REAPER_INTERVAL`` seconds after its last sign of life (30 + 10 s by
+default), whether or not a worker restarts on that machine, as long as one
+worker runs somewhere. Recovered jobs run again, so jobs must be idempotent.
+
+The package: ``model`` (settings, a lease, a recovery), one backend per
+store (``redis_backend`` with its Lua scripts, ``sqlite_backend``), the
+``manager`` (per-process state, taking and releasing, the heartbeat) and
+the ``reaper``.
+"""
+
+from __future__ import annotations
+
+from huey import signals as S
+from huey.api import Huey
+from huey.storage import RedisStorage, SqliteStorage
+
+from .leasing_huey import LeasingHuey, LeasingRedisHuey, LeasingSqliteHuey
+from .manager import LeaseManager
+from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener, display_name
+from .reaper import Reaper
+from .redis_backend import RedisLeases
+from .sqlite_backend import SqliteLeases
+
+__all__ = [
+    "Lease",
+    "LeaseManager",
+    "LeaseSettings",
+    "LeasingHuey",
+    "LeasingRedisHuey",
+    "LeasingSqliteHuey",
+    "Outage",
+    "Reaper",
+    "Recovery",
+    "RecoveryListener",
+    "RedisLeases",
+    "SqliteLeases",
+    "display_name",
+    "install",
+]
+
+
+def install(huey: Huey, settings: LeaseSettings) -> LeaseManager | None:
+    """Give ``huey`` (built from a Leasing* class) its lease manager."""
+    if not settings.enabled or not isinstance(huey, LeasingHuey) or huey.immediate:
+        return None
+    storage = huey.storage
+    if isinstance(storage, RedisStorage):
+        backend: RedisLeases | SqliteLeases = RedisLeases(storage)
+    elif isinstance(storage, SqliteStorage):
+        backend = SqliteLeases(storage)
+    else:
+        return None
+    manager = LeaseManager(huey, backend, settings)
+    huey.lease_manager = manager
+    huey.on_startup("kit_leases")(manager.worker_started)
+    huey.on_shutdown("kit_leases")(manager.worker_stopped)
+    huey.signal(S.SIGNAL_INTERRUPTED)(manager.on_interrupted)
+    huey.signal(S.SIGNAL_RETRYING)(manager.on_retrying)
+    return manager

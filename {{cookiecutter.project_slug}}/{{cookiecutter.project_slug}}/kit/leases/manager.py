@@ -1,0 +1,400 @@
+"""The lease manager: one per Huey instance, with per-process state.
+
+It takes jobs with their leases (``take``), releases a lease when its run
+is over (``finish``, or inside the history's last write, ``write_hook``),
+puts a job back when a worker stops mid-run (``requeue``), and keeps a
+heartbeat thread per worker process that renews the registration and runs
+the reaper (``reaper.py``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from huey import signals as S
+from huey.api import Huey, Task
+
+from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener
+from .reaper import Reaper
+from .redis_backend import RedisLeases
+from .sqlite_backend import SqliteLeases
+
+log = logging.getLogger(__name__)
+
+# Seconds between two registration renewals made by take() itself.
+RENEW_ON_TAKE_EVERY = 1.0
+# Seconds that jobs taken ahead may wait behind a running job before they go
+# back to the queue, for other workers: a long job holds up nothing else.
+PREFETCH_HOLD = 1.0
+# Seconds after which the revoke flags read with a job taken ahead are too
+# old to go by: Huey reads them again before the run.
+PREFETCH_FRESH = 0.05
+
+
+_LAST_WRITE = frozenset({S.SIGNAL_COMPLETE, S.SIGNAL_SCHEDULED, S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED})
+_FAILURE = frozenset(
+    {S.SIGNAL_ERROR, S.SIGNAL_TIMEOUT, S.SIGNAL_CANCELED, S.SIGNAL_LOCKED, S.SIGNAL_RATE_LIMITED}
+)
+
+
+class LeaseManager:
+    """Takes, releases and recovers leases for one Huey instance.
+
+    The web process builds one too but never uses it: only workers take
+    jobs, and the heartbeat thread starts with a process's first worker.
+    """
+
+    def __init__(self, huey: Huey, backend: RedisLeases | SqliteLeases, settings: LeaseSettings):
+        self.huey = huey
+        self.backend = backend
+        self.settings = settings
+        self.outage = Outage(f"the queue ({backend.label})")
+        self.reaper = Reaper(backend, settings, huey.serializer, self.outage)
+        # Called for each recovered or parked job, *before* it is queued
+        # again (the job history records "worker lost" there).
+        self.listeners: list[RecoveryListener] = []
+        # True once the consumer running this process began to shut down
+        # (LeasingHuey.create_consumer wires it to the consumer's stop flag).
+        self.stopping: Callable[[], bool] = lambda: False
+        self._reset()
+        # A forked worker process starts with state of its own; a weak
+        # reference, so that apps built and dropped (tests) can go.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (manager := ref()) and manager._reset())
+
+    def _reset(self) -> None:
+        """Per-process state: a forked worker starts afresh."""
+        self._pid = os.getpid()
+        self._worker = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
+        self._users = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._state_lock = threading.Lock()
+        # Leases of jobs running in this process, by backend identity.
+        self._live: dict[Any, int] = {}
+        self._suspects: set[Any] = set()
+        self._take_failures = 0
+        self._renewed_at = 0.0  # when take() last renewed the registration
+        # Jobs taken ahead (Redis), next first, with when they were taken.
+        self._ahead: collections.deque[tuple[Lease, float]] = collections.deque()
+        self._ahead_lock = threading.Lock()
+
+    @property
+    def worker(self) -> str:
+        """This process's lease owner id: ``host:pid:<random>``."""
+        if self._pid != os.getpid():
+            self._reset()
+        return self._worker
+
+    def on_recovery(self, listener: RecoveryListener) -> RecoveryListener:
+        self.listeners.append(listener)
+        return listener
+
+    # Huey's on_startup / on_shutdown hooks: once per worker thread or process.
+
+    def worker_started(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+        with self._state_lock:
+            self._users += 1
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
+            self._thread.start()
+
+    def worker_stopped(self) -> None:
+        with self._state_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self._stop.set()
+        self.give_back_ahead()
+        with contextlib.suppress(*self.backend.errors):
+            # A process that still holds a lease (a job it could not put
+            # back) stays registered until that lapses; the reaper takes over.
+            self.backend.unregister(self.worker)
+
+    # Taking and finishing jobs.
+
+    def take(self) -> Task | None:
+        """Huey's dequeue: the next job, together with a lease on it.
+
+        On Redis, a worker takes up to ``WORKER_PREFETCH`` jobs in one round
+        trip when the queue is deep, and runs them one after the other. Those
+        it has not started go back to the front of the queue when it stops,
+        or after ``PREFETCH_HOLD`` seconds behind a long job.
+        """
+        lease = self._next_ahead() or self._take_leases()
+        if lease is None:
+            return None
+        if self.stopping():
+            # A blocking pop that began before the shutdown can still bring
+            # a job, such as the one another worker of this consumer just
+            # put back: it goes back untouched, for a worker that stays,
+            # in front of those taken ahead, as it was.
+            self.give_back_ahead()
+            self._give_back(lease)
+            return None
+        try:
+            task = self.huey.deserialize_task(lease.raw)
+        except Exception:
+            log.exception("set aside a queue message no worker can read: %r", lease.raw[:500])
+            self._untrack(lease)
+            with contextlib.suppress(*self.backend.errors):
+                self.backend.bury(lease)
+            raise
+        lease.priority = task.priority or 0
+        task.kit_lease = lease
+        return task
+
+    def _take_leases(self) -> Lease | None:
+        """Take the next job (and maybe more, ahead) from the backend."""
+        # The registration is renewed by the heartbeat, and here at most once
+        # a second: a busy worker need not pay for it with every job.
+        now = time.time()
+        renew = now - self._renewed_at >= RENEW_ON_TAKE_EVERY
+        ahead = self.settings.prefetch - 1 if self.backend.prefetches else 0
+        try:
+            expires_at = now + self.settings.timeout if renew else None
+            leases = self.backend.take(self.worker, expires_at, ahead)
+        except self.backend.errors as exc:
+            self.outage.failed(exc)
+            self._take_failures += 1
+            # Redis storage counts as "blocking", so Huey's worker loop would
+            # come straight back: wait here instead, at most 2 s.
+            time.sleep(min(2.0, 0.05 * 2 ** min(self._take_failures, 6)))
+            return None
+        self._take_failures = 0
+        if renew:
+            self._renewed_at = now
+        self.outage.ok()
+        if not leases:
+            return None
+        for lease in leases:
+            self._track(lease)
+        if len(leases) > 1:
+            taken_at = time.monotonic()
+            with self._ahead_lock:
+                self._ahead.extend((lease, taken_at) for lease in leases[1:])
+        return leases[0]
+
+    def _next_ahead(self) -> Lease | None:
+        with self._ahead_lock:
+            if not self._ahead:
+                return None
+            lease, taken_at = self._ahead.popleft()
+        if time.monotonic() - taken_at > PREFETCH_FRESH:
+            lease.revocations = None  # too old to go by: Huey reads the flags
+        return lease
+
+    def give_back_ahead(self, older_than: float | None = None) -> int:
+        """Put the jobs taken ahead back at the front of the queue, in order.
+
+        With ``older_than``, only once they have waited that many seconds.
+        Returns how many went back; one that could not stays here, to run.
+        """
+        with self._ahead_lock:
+            if not self._ahead:
+                return 0
+            if older_than is not None and time.monotonic() - self._ahead[0][1] < older_than:
+                return 0
+            leases = [lease for lease, _ in self._ahead]
+            self._ahead.clear()
+        # The next take looks at the front: the job due last goes there first.
+        kept = [lease for lease in reversed(leases) if not self._give_back(lease)]
+        if kept:
+            now = time.monotonic()
+            with self._ahead_lock:
+                self._ahead.extendleft((lease, now) for lease in kept)
+        return len(leases) - len(kept)
+
+    def _give_back(self, lease: Lease) -> bool:
+        """Put a job this worker took but will not run back at the front of the queue."""
+        try:
+            self.backend.requeue(lease, front=True)
+        except self.backend.errors as exc:
+            # The lease stays: the job runs here, or, if this worker stops
+            # first, the reaper recovers it.
+            log.error("could not put a job back on the queue: %s", exc)
+            return False
+        self._untrack(lease)
+        return True
+
+    def _track(self, lease: Lease) -> None:
+        key = self.backend.identity(lease)
+        with self._state_lock:
+            self._live[key] = self._live.get(key, 0) + 1
+
+    def _untrack(self, lease: Lease) -> bool:
+        """Mark a lease as done here; False if it already was."""
+        key = self.backend.identity(lease)
+        with self._state_lock:
+            if lease.released:
+                return False
+            lease.released = True
+            left = self._live.get(key, 0) - 1
+            if left > 0:
+                self._live[key] = left
+            else:
+                self._live.pop(key, None)
+        return True
+
+    def write_hook(self, signal: str, task: Task, handle: Any) -> None:
+        """Release the lease inside the job history's write, when it is the last.
+
+        The history writes once per signal, with Redis commands or an SQLite
+        cursor that other bookkeeping may add to (``History.write_hooks``). A
+        run's last write (complete, failed for good, its retry on the
+        schedule) carries the release, so leases cost no round trip of their
+        own. If that write fails, the heartbeat's check finds the lease. In
+        a worker that write is usually made later, by the history's thread
+        (``kit_write_pending`` on the task): ``finish`` leaves the lease to it.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None or lease.released:
+            return
+        last = signal in _LAST_WRITE or (signal in _FAILURE and not task.retries)
+        if last and self._untrack(lease):
+            self.backend.add_release(handle, lease, task.id)
+
+    def finish(self, task: Task) -> None:
+        """Release the task's lease: its run is over, whatever the outcome.
+
+        Unless the history's last write for the run is still pending: the
+        lease goes with it, so that no job ends with no record of its end.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None or getattr(task, "kit_write_pending", False):
+            return
+        if not self._untrack(lease):
+            return
+        try:
+            self.backend.release(lease, task.id)
+        except self.backend.errors as exc:
+            # The heartbeat's check releases it later; if this process dies
+            # first, the job runs once more (at least once, never lost).
+            log.warning("could not release the lease on job %s yet: %s", task.id, exc)
+
+    def clear_on_release(self, task: Task, key: str) -> bool:
+        """Leave Huey's revoke flag ``key`` to the release of the task's lease.
+
+        False if the lease is gone already: the caller clears it now.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None or not self.backend.clears_flags:
+            return False
+        with self._state_lock:
+            # _untrack() marks a lease released under this lock: the flag
+            # is either seen by the release or cleared by the caller.
+            if lease.released:
+                return False
+            lease.clear_on_release = key
+        return True
+
+    def on_retrying(self, signal: str, task: Task, *args: Any) -> None:
+        """Huey's "retrying" signal: clear the flag before the retry is queued.
+
+        Huey clears a run's revoke flag before it queues the retry, which
+        has the same id; so must the kit, or the retry would be skipped.
+        """
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None:
+            return
+        with self._state_lock:
+            key, lease.clear_on_release = lease.clear_on_release, None
+        if key is not None:
+            self.huey.storage.delete_data(key)
+
+    def requeue(self, task: Task) -> bool:
+        """Put a job whose run was cut short back on the queue, unchanged."""
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None or not self._untrack(lease):
+            return False
+        try:
+            requeued = self.backend.requeue(lease)
+        except self.backend.errors as exc:
+            log.error("could not requeue job %s (%s); the reaper will recover it", task.id, exc)
+            return False
+        if requeued:
+            task.kit_requeued = True
+            log.warning("job %s did not finish before shutdown; it is back on the queue", task.id)
+        return requeued
+
+    def on_interrupted(self, signal: str, task: Task, *args: Any) -> None:
+        """Huey's "interrupted" signal: the worker is stopping mid-job."""
+        self.requeue(task)
+
+    # The heartbeat thread.
+
+    def _keep(self) -> None:
+        next_beat = next_reap = time.monotonic()  # look at once: this may be a restart
+        # While jobs may be taken ahead, look at them twice per PREFETCH_HOLD.
+        prefetching = self.backend.prefetches and self.settings.prefetch > 1
+        tick = PREFETCH_HOLD / 2 if prefetching else float("inf")
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self.beat()
+                next_beat = now + self.settings.heartbeat
+            if now >= next_reap:
+                self.reap()
+                # Jitter keeps the workers of a fleet from waking together.
+                next_reap = now + self.settings.reaper_interval * random.uniform(0.8, 1.0)
+            if prefetching:
+                self.give_back_ahead(older_than=PREFETCH_HOLD)
+            wait = min(next_beat, next_reap, now + tick) - time.monotonic()
+            if self._stop.wait(max(0.0, wait)):
+                return
+
+    def beat(self) -> None:
+        """Renew this worker's registration; drop leases nobody here holds."""
+        try:
+            now = time.time()
+            self.backend.register(self.worker, now + self.settings.timeout)
+            self._renewed_at = now
+            self._check_own()
+        except self.backend.errors as exc:
+            self.outage.failed(exc)
+            return
+        self.outage.ok()
+
+    def _check_own(self) -> None:
+        """Release leases left behind by a release that could not be written.
+
+        A lease of ours that no job in this process holds, at two checks in
+        a row, is left over: its job is done. (Two checks, because a lease
+        exists for a moment before the job that took it is tracked.)
+        """
+        with self._state_lock:
+            live = set(self._live)
+        found = {self.backend.identity(lease): lease for lease in self.backend.own(self.worker)}
+        orphans = set(found) - live
+        stale = orphans & self._suspects
+        self._suspects = orphans - stale
+        for key in stale:
+            log.warning("released a lease left over from a failed write")
+            self.backend.drop(found[key])
+
+    # The reaper, run by the heartbeat thread (see reaper.py).
+
+    def reap(self) -> list[Recovery]:
+        """Recover the jobs of dead workers, unless another worker is at it."""
+        return self.reaper.reap(self.worker, self.listeners)
+
+    def judge(
+        self, raw: bytes, worker: str, counted: bool = True
+    ) -> tuple[bytes | None, Recovery] | None:
+        """The reaper's verdict on one job whose worker died (see ``Reaper.judge``)."""
+        return self.reaper.judge(raw, worker, counted)
