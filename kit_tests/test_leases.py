@@ -11,10 +11,10 @@ from huey import signals as S
 from huey.constants import EmptyData
 
 from acme_jobs import create_app
-from acme_jobs.jobs.job_modelo import Pessoa
 from acme_jobs.kit import leases, registry
 from acme_jobs.kit.leases import Lease, LeaseManager, LeaseSettings
 from acme_jobs.kit.queue import enqueue
+from kit_jobs.greet import Pessoa
 from support import pending, unique_queue_name
 
 PESSOA = {"nome": "Ana", "idade": 30}
@@ -47,7 +47,7 @@ def die(manager: LeaseManager) -> None:
     manager.backend.register(manager.worker, time.time() - 1)
 
 
-def queued_job(app, payload=PESSOA, name="jobModelo") -> str:
+def queued_job(app, payload=PESSOA, name="testGreet") -> str:
     with app.app_context():
         return enqueue(name, payload)
 
@@ -221,7 +221,7 @@ def test_a_dead_worker_with_no_retries_left_is_parked_as_failed(app, manager):
 
 
 def test_a_job_lost_too_often_is_parked_as_a_poison_pill(app, manager):
-    job_id = queued_job(app)  # jobModelo: three retries; MAX_RECOVERIES is 2
+    job_id = queued_job(app)  # testGreet: three retries; MAX_RECOVERIES is 2
     outcomes = []
     for _ in range(3):
         worker = another_worker(manager)
