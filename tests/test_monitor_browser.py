@@ -49,7 +49,7 @@ from pathlib import Path
 
 from marshmallow import Schema, fields
 
-from . import job
+from ..kit import job
 
 
 class Report(Schema):
