@@ -22,14 +22,19 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from huey import Huey
-from huey.constants import WORKER_PROCESS, WORKER_THREAD
-from huey.consumer import Consumer, Environment, ProcessEnvironment
-from huey.consumer_options import ConsumerConfig, OptionParserHandler
+from huey.constants import WORKER_THREAD
 from huey.exceptions import TaskTimeout
+
+from .huey_seam import (
+    KitConsumer,
+    KitHuey,
+    KitProcessEnvironment,
+    consumer_option_parser,
+    consumer_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ INTERRUPT_SIGNAL = signal.SIGUSR1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-class GracefulProcessEnvironment(ProcessEnvironment):
+class GracefulProcessEnvironment(KitProcessEnvironment):
     """Process workers that ignore SIGINT and SIGTERM themselves.
 
     A terminal's Ctrl-C and systemd's stop reach every process of the group;
@@ -52,17 +57,16 @@ class GracefulProcessEnvironment(ProcessEnvironment):
         super().__init__(signal.SIGINT, INTERRUPT_SIGNAL)
         self._seconds = 0.0  # the running job's timeout, for the alarm's message
 
-    def create_process(self, runnable: Any, name: str) -> Any:
+    def wrap_worker(self, runnable: Callable[[], None]) -> Callable[[], None]:
         parent = os.getpid()
 
         def run() -> None:
             _die_with(parent)
             runnable()
 
-        return super().create_process(run, name)
+        return run
 
-    def init_child(self, process: Any) -> None:
-        super().init_child(process)
+    def child_started(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGALRM, self._alarm)
 
@@ -70,7 +74,7 @@ class GracefulProcessEnvironment(ProcessEnvironment):
         raise TaskTimeout(f"timeout ({self._seconds}s)")
 
     @contextlib.contextmanager
-    def timeout(self, seconds: float) -> Iterator[None]:
+    def job_timeout(self, seconds: float) -> Iterator[None]:
         """Stop a job that runs longer than ``seconds``, as Huey does.
 
         Huey sets the SIGALRM handler before each job and restores it after,
@@ -98,30 +102,27 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-class GracefulConsumer(Consumer):
+class GracefulConsumer(KitConsumer):
     """A consumer for which SIGTERM and SIGINT both mean "finish, then stop"."""
 
-    def __init__(self, huey: Huey, **options: Any):
+    def __init__(self, huey: KitHuey, **options: Any):
         options["graceful_signal"] = "INT"
         super().__init__(huey, **options)
-        self._signal_actions[signal.SIGTERM] = (False, True)
+        self.make_graceful(signal.SIGTERM)
 
-    def get_environment(self, worker_type: str) -> Environment:
-        if worker_type == WORKER_PROCESS:
-            return GracefulProcessEnvironment()
-        return super().get_environment(worker_type)
+    def process_environment(self) -> GracefulProcessEnvironment:
+        return GracefulProcessEnvironment()
 
-    def _handle_signal(self, signum: int, frame: Any) -> None:
-        super()._handle_signal(signum, frame)
-        if self._graceful and not self._restart:
+    def signal_handled(self, graceful: bool, restart: bool) -> None:
+        if graceful and not restart:
             # Either signal again: stop now instead of waiting.
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def main(huey: Huey, config: Mapping[str, Any], argv: Sequence[str] | None = None) -> int:
+def main(huey: KitHuey, config: Mapping[str, Any], argv: Sequence[str] | None = None) -> int:
     """Parse ``huey_consumer``-style flags and run the kit's consumer."""
-    parser = OptionParserHandler().get_option_parser()
+    parser = consumer_option_parser()
     project = __package__.rpartition(".")[0]  # the kit lives in <project>.kit
     parser.usage = f"python -m {project}.worker [options]"
     parser.remove_option("--graceful-signal")  # both signals are graceful here
@@ -135,15 +136,13 @@ def main(huey: Huey, config: Mapping[str, Any], argv: Sequence[str] | None = Non
     options, args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args:
         parser.error("no positional arguments: the worker runs this app's jobs")
-    consumer_config = ConsumerConfig(**{k: v for k, v in vars(options).items() if v is not None})
-    consumer_config.validate()
-    # The same log lines as huey_consumer's (see logs.configure_consumer_logging).
-    consumer_config.setup_logger(logging.getLogger("huey"))
-    if consumer_config.worker_type == WORKER_THREAD:
+    # Checked, and the same log lines as huey_consumer's (see
+    # logs.configure_consumer_logging).
+    checked = consumer_options({k: v for k, v in vars(options).items() if v is not None})
+    if checked.worker_type == WORKER_THREAD:
         log.warning(
             "thread workers cannot stop a job that runs past its timeout; "
             "use --worker-type process to enforce job timeouts"
         )
-    huey.consumer_class = GracefulConsumer
-    huey.create_consumer(**consumer_config.values).run()
+    huey.build_consumer(GracefulConsumer, **checked.values).run()
     return 0

@@ -159,12 +159,9 @@ def configure_consumer_logging(fmt: str) -> None:
     if fmt != "json":
         logging.getLogger("huey").propagate = False
         return
-    from huey.consumer_options import ConsumerConfig
+    from .huey_seam import consumer_logs_level_only
 
-    def level_only(self: ConsumerConfig, logger: logging.Logger | None = None) -> None:
-        (logger or logging.getLogger()).setLevel(self.loglevel)
-
-    ConsumerConfig.setup_logger = level_only
+    consumer_logs_level_only()
 
 
 def init_request_ids(app: Flask) -> None:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import redis
 from flask import Flask, current_app
-from huey import Huey, RedisHuey
+from huey import Huey
 from huey.api import Task, TaskWrapper
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -25,6 +25,7 @@ from redis.retry import Retry
 from . import leases, registry, unique
 from .controls import Controls, register_periodic
 from .history import History
+from .huey_seam import KitHuey
 from .logs import get_request_id, job_log_context
 from .progress import job_scope
 from .serializer import JSONSerializer
@@ -48,8 +49,12 @@ class AlreadyRetried(RuntimeError):
     """The failed job to retry has been retried already (or is not failed)."""
 
 
-def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
-    """Build the Huey instance described by the app's configuration."""
+def create_huey(config: dict[str, Any], instance_path: str) -> KitHuey:
+    """Build the Huey instance described by the app's configuration.
+
+    One class for both backends (``huey_seam.KitHuey``): the parts of the kit
+    plug into its hooks in :func:`init_app`.
+    """
     options = {"serializer": JSONSerializer(), "results": False, "utc": True}
     name = config["QUEUE_NAME"]
     if config.get("REDIS_URL"):
@@ -62,13 +67,11 @@ def create_huey(config: dict[str, Any], instance_path: str) -> Huey:
             # only make a real outage slower to report.
             retry=Retry(NoBackoff(), 1),
         )
-        # Leasing*: every job a worker takes is leased until its run is over,
-        # so a worker that dies mid-job loses nothing (see leases/).
-        huey = leases.LeasingRedisHuey(name, connection_pool=pool, **options)
+        huey = KitHuey(name, "redis", connection_pool=pool, **options)
     else:
         path = config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        huey = leases.LeasingSqliteHuey(name, filename=path, **options)
+        huey = KitHuey(name, "sqlite", filename=path, **options)
     huey.immediate = bool(config.get("QUEUE_IMMEDIATE"))
     return huey
 
@@ -78,8 +81,12 @@ def init_app(app: Flask) -> Huey:
     huey = create_huey(app.config, app.instance_path)
     history = History(huey, app.config)
     huey.signal()(history.on_signal)
+    # The heartbeat reports the worker type and count the consumer runs.
+    huey.hooks.consumer_listeners.append(history.consumer_started)
     found = registry.discover(app.config["JOBS_PACKAGE"], app.config["JOB_MODULES"])
     wrappers = {job.name: _register(huey, app, job) for job in found.values()}
+    # Every job a worker takes is leased until its run is over, so a worker
+    # that dies mid-job loses nothing (see leases/).
     manager = leases.install(huey, leases.LeaseSettings.from_config(app.config))
     if manager is not None:
         # Lease releases ride on the history's last write of each run.
@@ -219,8 +226,8 @@ def ping() -> None:
         raise QueueUnavailable(str(exc)) from exc
 
 
-def backend_name(huey: Huey) -> str:
-    return "redis" if isinstance(huey, RedisHuey) else "sqlite"
+def backend_name(huey: KitHuey) -> str:
+    return huey.backend
 
 
 def queue_overview(hours: float = 1) -> dict[str, Any]:

@@ -14,20 +14,18 @@ import datetime
 import json
 from typing import Any
 
-from huey.registry import Message
-from huey.serializer import Serializer
-from huey.utils import SKIPPED, Error
+from .huey_seam import SKIPPED, Error, Message, MessageSerializer
 
 TAG = "__huey__"
 
 
-class JSONSerializer(Serializer):
+class JSONSerializer(MessageSerializer):
     """Serialize Huey messages, results and metadata as compact JSON."""
 
-    def _serialize(self, data: Any) -> bytes:
+    def dumps(self, data: Any) -> bytes:
         return _ENCODER.encode(_encode(data)).encode()
 
-    def _deserialize(self, data: bytes) -> Any:
+    def loads(self, data: bytes | memoryview | str) -> Any:
         # Redis and SQLite hand back bytes; str() also takes a memoryview.
         return _DECODER.decode(data if isinstance(data, str) else str(data, "utf-8"))
 

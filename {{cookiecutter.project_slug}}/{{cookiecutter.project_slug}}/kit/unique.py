@@ -17,7 +17,8 @@ import threading
 import time
 
 from huey import Huey
-from huey.storage import RedisStorage, SqliteStorage
+
+from .huey_seam import RedisQueue, SqliteQueue, redis_queue, sqlite_queue
 
 # Delete a claim only if it still names the job that made it.
 _RELEASE_LUA = """
@@ -29,9 +30,9 @@ return 0
 
 
 class RedisClaims:
-    def __init__(self, storage: RedisStorage):
-        self.conn = storage.conn
-        self.prefix = f"huey.unique.{storage.name}"
+    def __init__(self, queue: RedisQueue):
+        self.conn = queue.conn
+        self.prefix = f"huey.unique.{queue.name}"
         self._release = self.conn.register_script(_RELEASE_LUA)
 
     def _key(self, job_name: str, key: str) -> str:
@@ -59,15 +60,16 @@ class SqliteClaims:
         "job_id text not null, expires_at real not null, primary key (queue, key))"
     )
 
-    def __init__(self, storage: SqliteStorage):
-        self.storage = storage
-        self.queue = storage.name
-        self.storage.sql(self.DDL, commit=True)
+    def __init__(self, tasks: SqliteQueue):
+        # Claims live in the queue's file, on Huey's connection.
+        self.db, self.sql = tasks.db, tasks.sql
+        self.queue = tasks.name
+        self.sql(self.DDL, commit=True)
 
     def claim(self, job_name: str, key: str, job_id: str, window: float) -> str | None:
         now = time.time()
         name = f"{job_name}.{key}"
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             curs.execute(
                 "delete from kit_unique where queue = ? and key = ? and expires_at <= ?",
                 (self.queue, name, now),
@@ -91,7 +93,7 @@ class SqliteClaims:
             return curs.fetchone()[0]
 
     def release(self, job_name: str, key: str, job_id: str) -> None:
-        self.storage.sql(
+        self.sql(
             "delete from kit_unique where queue = ? and key = ? and job_id = ?",
             (self.queue, f"{job_name}.{key}", job_id),
             commit=True,
@@ -124,9 +126,8 @@ Claims = RedisClaims | SqliteClaims | MemoryClaims
 
 
 def open_claims(huey: Huey) -> Claims:
-    storage = huey.storage
-    if isinstance(storage, RedisStorage):
-        return RedisClaims(storage)
-    if isinstance(storage, SqliteStorage):
-        return SqliteClaims(storage)
+    if (queue := redis_queue(huey.storage)) is not None:
+        return RedisClaims(queue)
+    if (tasks := sqlite_queue(huey.storage)) is not None:
+        return SqliteClaims(tasks)
     return MemoryClaims()

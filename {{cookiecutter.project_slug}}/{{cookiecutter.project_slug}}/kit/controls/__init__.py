@@ -29,11 +29,12 @@ import redis
 from huey import Huey
 from huey import signals as S
 from huey.api import PeriodicTask, Task, TaskWrapper
-from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
+from huey.storage import MemoryStorage
 
 from .. import registry
 from ..history import History
 from ..history import model as history_model
+from ..huey_seam import KitHuey, redis_queue, sqlite_queue
 from . import model
 from .model import QUEUE, Flush, LogLimits, job_target, parse_lines, present_progress
 from .recorder import Recorder
@@ -111,7 +112,7 @@ class NotPeriodic(LookupError):
 class Controls:
     """Progress, logs, cancel, pause, periodic runs and audit for one Huey."""
 
-    def __init__(self, huey: Huey, history: History, config: Any):
+    def __init__(self, huey: KitHuey, history: History, config: Any):
         self.huey = huey
         self.history = history
         self.settings = ControlSettings.from_config(config)
@@ -126,14 +127,14 @@ class Controls:
         self._pauses = PauseCache(self.store, self.settings.pause_check)
 
     def install(self) -> "Controls":
-        """Hook into the history's writes, Huey's signals and its dequeue."""
+        """Hook into the history's writes, Huey's signals, its dequeue and scheduler."""
         from ..progress import install_log_handler
 
         self.history.write_hooks.append(self._write_hook)
         self.huey.signal(S.SIGNAL_ENQUEUED)(self._periodic_enqueued)
         if not self.huey.immediate:
-            _pausable_dequeue(self.huey, self)
-            _one_scheduler_per_run(self.huey, self)
+            self.huey.hooks.gate = PauseGate(self)
+            self.huey.hooks.periodic_claim = self.claim_periodic_runs
         install_log_handler()
         return self
 
@@ -238,9 +239,9 @@ class Controls:
 
     def _release(self, task: Task) -> None:
         """The job is back in the backend's hands: drop this worker's lease on it."""
-        manager = getattr(self.huey, "lease_manager", None)
-        if manager is not None:
-            manager.finish(task)
+        delivery = self.huey.hooks.delivery
+        if delivery is not None:
+            delivery.finish(task)
 
     def hold(self, task: Task, target: str) -> bool:
         """Set a dequeued job of a paused name aside; False means run it after all."""
@@ -315,6 +316,22 @@ class Controls:
         self.audit("run_now", name, user, ip, job=job_id)
         return job_id
 
+    def claim_periodic_runs(self, tasks: list[Task], at: datetime.datetime) -> list[Task]:
+        """Let each periodic run be queued once, however many schedulers there are.
+
+        Every worker (``huey_consumer``) runs a scheduler that queues periodic
+        jobs when they are due; with several workers each would queue each
+        run. Before queuing, a scheduler claims the run (job name and minute)
+        in the backend; only the one that gets it queues it.
+        """
+        minute = at.strftime("%Y%m%d%H%M")
+        try:
+            return [task for task in tasks if self.store.claim_run(task.name, minute)]
+        except BACKEND_ERRORS as exc:
+            # Queuing would fail just the same: skip this minute, quietly.
+            log.warning("periodic jobs not queued this minute, the queue is unreachable: %s", exc)
+            return []
+
     def _periodic_enqueued(self, signal: str, task: Task, *args: Any) -> None:
         """Huey keeps nothing about periodic runs (fresh id, no result): note each."""
         if isinstance(task, PeriodicTask):
@@ -383,24 +400,24 @@ class PauseCache:
         self._read_at = -float("inf")
 
 
-def _pausable_dequeue(huey: Huey, controls: Controls) -> None:
-    """Make the workers' dequeue honour pauses.
+class PauseGate:
+    """The workers' dequeue, honouring pauses (``KitHuey.hooks.gate``).
 
-    Wraps whatever dequeue the Huey has (the leasing one, say). While the
-    queue is paused it takes nothing, waiting instead of spinning; a job of
-    a paused name is set aside (``Controls.hold``) until that name resumes.
+    While the queue is paused a worker takes nothing, waiting instead of
+    spinning; a job of a paused name is set aside (``Controls.hold``) until
+    that name resumes.
     """
-    take = huey.dequeue
 
-    def dequeue() -> Task | None:
-        if QUEUE in controls.paused_now():
-            if huey.storage.blocking:
-                # Huey's loop calls again at once for a blocking backend.
-                time.sleep(controls.settings.pause_check)
-            return None
-        task = take()
-        if task is None:
-            return None
+    def __init__(self, controls: Controls):
+        self.controls = controls
+        self.idle_wait = controls.settings.pause_check
+
+    def is_open(self) -> bool:
+        return QUEUE not in self.controls.paused_now()
+
+    def admit(self, task: Task) -> Task | None:
+        """The job a worker just took, or None if it went back or aside."""
+        controls = self.controls
         # Again: on Redis the take may have waited a second for a job, and
         # the pauses may have changed meanwhile (this read is cached too).
         pauses = controls.paused_now()
@@ -411,47 +428,19 @@ def _pausable_dequeue(huey: Huey, controls: Controls) -> None:
             return None
         return task
 
-    huey.dequeue = dequeue
-
-
-def _one_scheduler_per_run(huey: Huey, controls: Controls) -> None:
-    """Let each periodic run be queued once, however many schedulers there are.
-
-    Every worker (``huey_consumer``) runs a scheduler that queues periodic
-    jobs when they are due; with several workers each would queue each run.
-    Before queuing, a scheduler claims the run (job name and minute) in the
-    backend; only the one that gets it queues it.
-    """
-    due = huey.read_periodic
-
-    def read_periodic(timestamp: datetime.datetime | None = None) -> list[Task]:
-        timestamp = timestamp or huey._get_timestamp()
-        tasks = due(timestamp)
-        if not tasks:
-            return tasks
-        minute = timestamp.strftime("%Y%m%d%H%M")
-        try:
-            return [task for task in tasks if controls.store.claim_run(task.name, minute)]
-        except BACKEND_ERRORS as exc:
-            # Queuing would fail just the same: skip this minute, quietly.
-            log.warning("periodic jobs not queued this minute, the queue is unreachable: %s", exc)
-            return []
-
-    huey.read_periodic = read_periodic
-
 
 def open_store(
     huey: Huey, history: History, limits: LogLimits
 ) -> RedisControlStore | SqliteControlStore:
     """The control store next to this Huey's queue and history."""
     storage = huey.storage
-    if isinstance(storage, RedisStorage):
-        return RedisControlStore(storage.conn, storage.name, storage.queue_key, limits)
-    if isinstance(storage, SqliteStorage | MemoryStorage):
-        # In immediate mode, the history's private in-memory database.
-        return SqliteControlStore(
-            history.store.db, storage.name, limits, has_queue_table=not history.store.memory
-        )
+    if (queue := redis_queue(storage)) is not None:
+        return RedisControlStore(queue.conn, queue.name, queue.queue_key, limits)
+    tasks = sqlite_queue(storage)
+    if tasks is not None or isinstance(storage, MemoryStorage):
+        # In immediate mode, the history's private in-memory database, and
+        # no queue table to hold jobs back from.
+        return SqliteControlStore(history.store.db, storage.name, limits, tasks)
     raise TypeError(f"job controls support Redis and SQLite, not {type(storage).__name__}")
 
 

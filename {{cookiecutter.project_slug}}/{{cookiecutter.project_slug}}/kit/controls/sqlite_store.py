@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from ..huey_seam import SqliteQueue
 from .model import Flush, LogLimits, trim_logs
 
 SCHEMA = (
@@ -75,12 +76,13 @@ ONE_DAY = datetime.timedelta(days=1)
 class SqliteControlStore:
     backend = "sqlite"
 
-    def __init__(self, db: Database, queue: str, limits: LogLimits, has_queue_table: bool):
+    def __init__(self, db: Database, queue: str, limits: LogLimits, tasks: SqliteQueue | None):
         self.db = db
         self.queue = queue
         self.limits = limits
-        # False in immediate mode: Huey's queue is in memory, not in SQLite.
-        self.has_queue_table = has_queue_table
+        # Huey's queue, in the same file; None in immediate mode, where it
+        # is in memory, not in SQLite.
+        self.tasks = tasks
         with self.db(commit=True) as cur:
             for statement in SCHEMA:
                 cur.execute(statement)
@@ -212,13 +214,12 @@ class SqliteControlStore:
             )
             existed = cur.rowcount == 1
             moved = 0
-            if name is not None and self.has_queue_table:
+            if name is not None and self.tasks is not None:
                 cur.execute(
-                    "insert into task (queue, data, priority) select queue, data, priority "
-                    "from kit_held where queue = ? and name = ? order by id",
+                    "select data, priority from kit_held where queue = ? and name = ? order by id",
                     (self.queue, name),
                 )
-                moved = cur.rowcount
+                moved = self.tasks.enqueue_all(cur, cur.fetchall())
                 cur.execute("delete from kit_held where queue = ? and name = ?", (self.queue, name))
         return existed, moved
 
@@ -234,19 +235,18 @@ class SqliteControlStore:
                     (self.queue, name, message, priority),
                 )
                 return True
-            cur.execute(
-                "insert into task (queue, data, priority) values (?, ?, ?)",
-                (self.queue, message, priority),
-            )
+            self._tasks().enqueue(cur, message, priority)
             return False
 
     def requeue(self, message: bytes, priority: float) -> None:
         """Put a message back on the queue (behind what is queued now)."""
         with self.db(commit=True) as cur:
-            cur.execute(
-                "insert into task (queue, data, priority) values (?, ?, ?)",
-                (self.queue, message, priority),
-            )
+            self._tasks().enqueue(cur, message, priority)
+
+    def _tasks(self) -> SqliteQueue:
+        if self.tasks is None:  # only workers put jobs back, never immediate mode
+            raise sqlite3.OperationalError("no queue table in immediate mode")
+        return self.tasks
 
     def held_counts(self, names: list[str]) -> dict[str, int]:
         with self.db() as cur:

@@ -22,10 +22,13 @@ from huey import Huey
 from huey import signals as S
 from huey.api import Task
 from huey.exceptions import ConfigurationError
-from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
+from huey.storage import MemoryStorage
 
+from ..huey_hooks import ConsumerStart
+from ..huey_seam import emit, redis_queue, sqlite_queue
 from . import model
 from .model import Change, Settings, event
+from .reading import Reading
 from .redis_store import RedisStore
 from .sqlite_store import SqliteStore
 from .tracker import Running, Tracker
@@ -58,8 +61,8 @@ FAILURES = {
 }
 
 
-class History:
-    """Records jobs from Huey's signals and answers questions about them."""
+class History(Reading):
+    """Records jobs from Huey's signals and answers questions about them (``reading``)."""
 
     def __init__(self, huey: Huey, config: Mapping[str, Any] | None = None):
         self.huey = huey
@@ -74,11 +77,6 @@ class History:
         # same round trip, so other bookkeeping (releasing a lease) costs no
         # trip of its own.
         self.write_hooks: list[Callable[[str, Task, Any], None]] = []
-        _learn_consumer_options(huey, self.tracker)
-
-    @property
-    def backend(self) -> str:
-        return self.store.backend
 
     # -- queueing -----------------------------------------------------------
 
@@ -109,7 +107,7 @@ class History:
         # Huey fires "enqueued" before it writes (so listeners see jobs that
         # may never be queued); ours fires after the write succeeded.
         setattr(task, RECORDED, True)
-        self.huey._emit(S.SIGNAL_ENQUEUED, task)
+        emit(self.huey, S.SIGNAL_ENQUEUED, task)
         return True
 
     def job_enqueued(self, task: Task, payload: Any) -> None:
@@ -426,6 +424,11 @@ class History:
         """
         self.tracker.drain()
 
+    def consumer_started(self, start: ConsumerStart) -> None:
+        """A consumer listener (``KitHuey.hooks``): the heartbeat reports its options."""
+        self.tracker.worker_type = start.worker_type
+        self.tracker.workers = start.workers
+
     def on_heartbeat(self, hook: Callable[[list[str]], None]) -> None:
         """Call ``hook(running_job_ids)`` after each heartbeat of a worker process."""
         self.tracker.heartbeat_hooks.append(hook)
@@ -450,116 +453,6 @@ class History:
         """Delete a record whatever its status."""
         self.store.apply([Change(job_id, "", model.now(), delete=True)])
 
-    # -- reading -------------------------------------------------------------
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """The job as ``GET /jobs/<id>`` shows it (no timeline)."""
-        record = self.store.get(job_id)
-        if record is None:
-            return None
-        events = model.parse_events(record.pop("events", None))
-        record = self._complete(record)
-        if record["error"] is not None:
-            # The newest event that carries an error explains the failure
-            # (a "worker_lost" park, or a "failed" attempt with its traceback).
-            failures = [e for e in events if e.get("error")]
-            if failures:
-                record["error"] = failures[-1]["error"]
-        return record
-
-    def detail(self, job_id: str) -> dict[str, Any] | None:
-        """The job with its timeline and attempts, for the monitor."""
-        record = self.store.get(job_id)
-        if record is None:
-            return None
-        record = self._complete(record)
-        record["events"] = model.parse_events(record.get("events"))
-        record["attempts"] = model.attempts(record["events"])
-        return record
-
-    def _complete(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Every field present, None when unknown: the same shape on both backends."""
-        record["queue"] = self.huey.name
-        for key in model.RECORD_FIELDS:
-            record.setdefault(key, None)
-        record["attempt"] = record["attempt"] or 0
-        record["recovered"] = record["recovered"] or 0
-        return record
-
-    def counts(self, name: str | None = None) -> dict[str, int]:
-        return self.store.counts(name)
-
-    def page(
-        self, status: str, name: str | None = None, cursor: str | None = None, limit: int = 50
-    ) -> tuple[list[dict[str, Any]], str | None, int]:
-        return self.store.page(status, name, cursor, limit)
-
-    def search_failed(
-        self,
-        text: str,
-        name: str | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-        budget: int = 10_000,
-    ):
-        return self.store.search_failed(text, name, cursor, limit, budget)
-
-    def workers(self, at: float | None = None) -> list[dict[str, Any]]:
-        """Worker processes by latest heartbeat; stale ones are marked dead."""
-        at = model.now() if at is None else at
-        found = self.store.workers()
-        for worker in found:
-            worker["alive"] = at - worker["beat_at"] <= self.settings.worker_dead_after
-        return found
-
-    def overview(self, hours: int = 24) -> dict[str, Any]:
-        """Counts, latency, throughput and per-job statistics in one read."""
-        at = model.now()
-        raw = self.store.overview(at, hours=hours)
-        totals: dict[str, int] = {}
-        per_name: dict[str, dict[str, Any]] = {}
-        for bucket in raw["per_hour"]:
-            for field, amount in bucket.items():
-                name, _, metric = field.rpartition("|")
-                if name == model.ALL_JOBS:
-                    totals[metric] = totals.get(metric, 0) + amount
-                    continue
-                stats = per_name.setdefault(name, {"complete": 0, "failed": 0, "hist": {}})
-                if metric.startswith("d"):
-                    index = int(metric[1:])
-                    stats["hist"][index] = stats["hist"].get(index, 0) + amount
-                elif metric in ("complete", "failed"):
-                    stats[metric] += amount
-        jobs = []
-        for name in sorted(per_name):
-            stats = per_name[name]
-            runs = stats["complete"] + stats["failed"]
-            jobs.append(
-                {
-                    "name": name,
-                    "complete": stats["complete"],
-                    "failed": stats["failed"],
-                    "failure_rate": stats["failed"] / runs if runs else 0.0,
-                    "p50_ms": model.percentile_ms(stats["hist"], 0.50),
-                    "p95_ms": model.percentile_ms(stats["hist"], 0.95),
-                }
-            )
-        oldest = raw["oldest_queued_at"]
-        return {
-            "at": at,
-            "backend": self.backend,
-            "counts": raw["counts"],
-            "queue_depth": raw["queue_depth"],
-            "schedule_depth": raw["schedule_depth"],
-            "latency": max(0.0, at - oldest) if oldest else 0.0,
-            "per_minute": raw["per_minute"],
-            "hours": hours,
-            "complete": totals.get("complete", 0),
-            "failed": totals.get("failed", 0),
-            "recovered": totals.get("recovered", 0),
-            "jobs": jobs,
-        }
-
 
 def _keep_result(task: Task, value: Any, exc: BaseException | None) -> None:
     """Huey runs post-execute hooks just before the "complete" signal."""
@@ -570,12 +463,12 @@ def _keep_result(task: Task, value: Any, exc: BaseException | None) -> None:
 def open_store(huey: Huey, settings: Settings) -> RedisStore | SqliteStore:
     """The store that lives next to this Huey's queue."""
     storage = huey.storage
-    if isinstance(storage, RedisStorage):
-        return RedisStore(huey, settings)
-    if isinstance(storage, SqliteStorage):
-        return SqliteStore(huey, settings)
+    if (queue := redis_queue(storage)) is not None:
+        return RedisStore(queue, settings)
+    if (tasks := sqlite_queue(storage)) is not None:
+        return SqliteStore(storage.name, settings, tasks)
     if isinstance(storage, MemoryStorage):
-        return SqliteStore(huey, settings, memory=True)
+        return SqliteStore(storage.name, settings, tasks=None)
     raise ConfigurationError(f"job history supports Redis and SQLite, not {type(storage).__name__}")
 
 
@@ -593,19 +486,3 @@ def eta_timestamp(eta: datetime.datetime | None, utc: bool) -> float:
     if eta.tzinfo is None and utc:
         eta = eta.replace(tzinfo=datetime.UTC)
     return eta.timestamp()
-
-
-def _learn_consumer_options(huey: Huey, tracker: Tracker) -> None:
-    """Remember the worker type and count the consumer is started with.
-
-    ``huey_consumer`` (and any script running a consumer) calls
-    ``huey.create_consumer(**options)``; the heartbeat reports them.
-    """
-    create_consumer = huey.create_consumer
-
-    def create_and_remember(**options: Any) -> Any:
-        tracker.worker_type = options.get("worker_type") or "thread"
-        tracker.workers = options.get("workers") or 1
-        return create_consumer(**options)
-
-    huey.create_consumer = create_and_remember

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from huey import Huey
 
+from ..huey_seam import RedisQueue
 from . import model
 from .model import ASCENDING, FINISHING, Change, Settings, rollup_fields
 from .redis_scripts import APPLY_LUA, QUEUE_NEW_LUA, SEARCH_LUA, Script
@@ -81,13 +81,12 @@ class Commands(list):
 class RedisStore:
     backend = "redis"
 
-    def __init__(self, huey: Huey, settings: Settings):
-        storage = huey.storage
+    def __init__(self, queue: RedisQueue, settings: Settings):
         self.settings = settings
-        self.conn: redis.Redis = storage.conn
-        self.prefix = f"huey.history.{storage.name}"
-        self.queue_key = storage.queue_key
-        self.schedule_key = storage.schedule_key
+        self.conn: redis.Redis = queue.conn
+        self.prefix = f"huey.history.{queue.name}"
+        self.queue_key = queue.queue_key
+        self.schedule_key = queue.schedule_key
         self._apply = Script(self.conn, APPLY_LUA)
         self._queue_new = Script(self.conn, QUEUE_NEW_LUA)
         self._search = Script(self.conn, SEARCH_LUA)

@@ -1,6 +1,6 @@
 """The history store on SQLite: tables in the queue's own database file.
 
-Each write is one transaction on Huey's own connection (``storage.db()``),
+Each write is one transaction on Huey's own connection (``SqliteQueue.db``),
 so a job's record and its queue message can be committed together. Tables,
 all keyed by the queue name like Huey's:
 
@@ -24,8 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from huey import Huey
-
+from ..huey_seam import SqliteQueue
 from . import model
 from .model import ASCENDING, FINISHING, Change, Settings, rollup_fields
 
@@ -108,11 +107,14 @@ class MemoryDatabase:
 class SqliteStore:
     backend = "sqlite"
 
-    def __init__(self, huey: Huey, settings: Settings, memory: bool = False):
+    def __init__(self, queue: str, settings: Settings, tasks: SqliteQueue | None):
         self.settings = settings
-        self.queue = huey.storage.name
-        self.memory = memory
-        self.db: Database = MemoryDatabase().db if memory else huey.storage.db
+        self.queue = queue
+        # Huey's queue, in the same file; None in immediate mode, where the
+        # queue is in memory and so are these tables.
+        self.tasks = tasks
+        self.memory = tasks is None
+        self.db: Database = MemoryDatabase().db if tasks is None else tasks.db
         self._last_sweep = 0.0
         with self.db(commit=True) as cur:
             for statement in SCHEMA:
@@ -140,12 +142,11 @@ class SqliteStore:
             for change, row in zip(changes, rows, strict=True):
                 self._apply(cur, change, row)
             if message is not None:
-                # The same insert as Huey's SqliteStorage.enqueue, inside our
-                # transaction: the job is queued if and only if it is recorded.
-                cur.execute(
-                    "insert into task (queue, data, priority) values (?, ?, ?)",
-                    (self.queue, message, priority),
-                )
+                if self.tasks is None:  # immediate mode runs jobs, it queues none
+                    raise sqlite3.OperationalError("no queue table in immediate mode")
+                # The row Huey's enqueue writes, inside our transaction: the
+                # job is queued if and only if it is recorded.
+                self.tasks.enqueue(cur, message, priority)
             if heartbeat:
                 self._beat(cur, heartbeat)
             if extra is not None:
@@ -403,12 +404,9 @@ class SqliteStore:
         first_hour = this_hour - 3600 * (hours - 1)
         with self.db() as cur:
             depth = scheduled = 0
-            if not self.memory:  # in immediate mode Huey's queue is not in SQLite
+            if self.tasks is not None:  # in immediate mode Huey's queue is not in SQLite
                 # Huey keeps no counter for these: count(*) over its index.
-                cur.execute("select count(*) from task where queue = ?", (self.queue,))
-                depth = cur.fetchone()[0]
-                cur.execute("select count(*) from schedule where queue = ?", (self.queue,))
-                scheduled = cur.fetchone()[0]
+                depth, scheduled = self.tasks.sizes(cur)
             cur.execute(
                 "select min(score) from history_job where queue = ? and status = ?",
                 (self.queue, model.QUEUED),

@@ -37,10 +37,8 @@ the ``reaper``.
 from __future__ import annotations
 
 from huey import signals as S
-from huey.api import Huey
-from huey.storage import RedisStorage, SqliteStorage
 
-from .leasing_huey import LeasingHuey, LeasingRedisHuey, LeasingSqliteHuey
+from ..huey_seam import KitHuey, redis_queue, sqlite_queue
 from .manager import LeaseManager
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener, display_name
 from .reaper import Reaper
@@ -51,9 +49,6 @@ __all__ = [
     "Lease",
     "LeaseManager",
     "LeaseSettings",
-    "LeasingHuey",
-    "LeasingRedisHuey",
-    "LeasingSqliteHuey",
     "Outage",
     "Reaper",
     "Recovery",
@@ -65,19 +60,20 @@ __all__ = [
 ]
 
 
-def install(huey: Huey, settings: LeaseSettings) -> LeaseManager | None:
-    """Give ``huey`` (built from a Leasing* class) its lease manager."""
-    if not settings.enabled or not isinstance(huey, LeasingHuey) or huey.immediate:
+def install(huey: KitHuey, settings: LeaseSettings) -> LeaseManager | None:
+    """Give ``huey`` its lease manager: the delivery its dequeue and runs go through."""
+    if not settings.enabled or not isinstance(huey, KitHuey) or huey.immediate:
         return None
-    storage = huey.storage
-    if isinstance(storage, RedisStorage):
-        backend: RedisLeases | SqliteLeases = RedisLeases(storage)
-    elif isinstance(storage, SqliteStorage):
-        backend = SqliteLeases(storage)
+    backend: RedisLeases | SqliteLeases
+    if (redis_handle := redis_queue(huey.storage)) is not None:
+        backend = RedisLeases(redis_handle)
+    elif (sqlite_handle := sqlite_queue(huey.storage)) is not None:
+        backend = SqliteLeases(sqlite_handle)
     else:
         return None
     manager = LeaseManager(huey, backend, settings)
-    huey.lease_manager = manager
+    huey.hooks.delivery = manager
+    huey.hooks.consumer_listeners.append(manager.consumer_started)
     huey.on_startup("kit_leases")(manager.worker_started)
     huey.on_shutdown("kit_leases")(manager.worker_stopped)
     huey.signal(S.SIGNAL_INTERRUPTED)(manager.on_interrupted)

@@ -25,6 +25,7 @@ from typing import Any
 from huey import signals as S
 from huey.api import Huey, Task
 
+from ..huey_hooks import ConsumerStart
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener
 from .reaper import Reaper
 from .redis_backend import RedisLeases
@@ -65,7 +66,7 @@ class LeaseManager:
         # again (the job history records "worker lost" there).
         self.listeners: list[RecoveryListener] = []
         # True once the consumer running this process began to shut down
-        # (LeasingHuey.create_consumer wires it to the consumer's stop flag).
+        # (``consumer_started`` wires it to the consumer's stop flag).
         self.stopping: Callable[[], bool] = lambda: False
         self._reset()
         # A forked worker process starts with state of its own; a weak
@@ -96,6 +97,19 @@ class LeaseManager:
         if self._pid != os.getpid():
             self._reset()
         return self._worker
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What the backend raises when the queue's store is unreachable."""
+        return self.backend.errors
+
+    def consumer_started(self, start: ConsumerStart) -> None:
+        """A consumer listener (``KitHuey.hooks``): know when it begins to stop.
+
+        Forked worker processes inherit the flag: once it is set, none of
+        them starts a job it takes off the queue.
+        """
+        self.stopping = start.stopping
 
     def on_recovery(self, listener: RecoveryListener) -> RecoveryListener:
         self.listeners.append(listener)
@@ -286,6 +300,14 @@ class LeaseManager:
             # The heartbeat's check releases it later; if this process dies
             # first, the job runs once more (at least once, never lost).
             log.warning("could not release the lease on job %s yet: %s", task.id, exc)
+
+    def taken_flags(self, task: Any) -> dict[str, bytes | None] | None:
+        """The revoke flags read with the job's take, once; None: ask the store."""
+        lease: Lease | None = getattr(task, "kit_lease", None)
+        if lease is None or lease.revocations is None:
+            return None
+        flags, lease.revocations = lease.revocations, None
+        return flags
 
     def clear_on_release(self, task: Task, key: str) -> bool:
         """Leave Huey's revoke flag ``key`` to the release of the task's lease.

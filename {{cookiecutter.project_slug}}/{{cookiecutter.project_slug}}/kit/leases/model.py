@@ -72,7 +72,7 @@ class Lease:
     # none of its own. Redis only; None when they were not read.
     revocations: dict[str, bytes | None] | None = None
     # Huey's per-run revoke flag, cleared together with the release
-    # (LeasingHuey.delete explains why).
+    # (KitHuey.delete, in huey_seam, explains why).
     clear_on_release: str | None = None
     # Taken ahead, with the job before it (see LeaseManager.take): it may
     # not have started when its worker died.

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from huey.storage import RedisStorage
 
+from ..huey_seam import REVOKE_PREFIX, TYPE_REVOKE_PREFIX, RedisQueue
 from .model import Lease, Recovery
 
 # Take the next messages without blocking: renew the worker's registration
@@ -20,8 +20,9 @@ from .model import Lease, Recovery
 # and read Huey's two revoke flags for it (this run's and its task type's),
 # so that starting a job costs one round trip instead of two. The flags'
 # keys come from the message, which the kit's JSON serializer writes as
-# {"__huey__": "message", "fields": [id, task name, ...]}; a message in
-# another shape is taken all the same, and Huey reads the flags itself.
+# {"__huey__": "message", "fields": [id, task name, ...]}, and Huey's key
+# prefixes (ARGV[4] and ARGV[5], see huey_seam); a message in another shape
+# is taken all the same, and Huey reads the flags itself.
 #
 # When more than ARGV[3] messages are left, up to that many more are taken
 # ahead into the worker's "ahead" list (never more than half of what is
@@ -51,7 +52,7 @@ end
 local reply = {}
 local function add(raw, id, name)
     if id and KEYS[4] ~= '' then
-        local keys = {'r:' .. id, 'rt:' .. name}
+        local keys = {ARGV[4] .. id, ARGV[5] .. name}
         local flags = redis.call('HMGET', KEYS[4], keys[1], keys[2])
         -- A missing flag is false here, and nil in the reply.
         table.insert(reply, raw)
@@ -167,10 +168,10 @@ class RedisLeases:
     errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
     prefetches = True
 
-    def __init__(self, storage: RedisStorage):
-        self.storage = storage
-        self.conn: redis.Redis = storage.conn
-        self.prefix = prefix = f"huey.lease.{storage.name}"
+    def __init__(self, queue: RedisQueue):
+        self.queue = queue
+        self.conn: redis.Redis = queue.conn
+        self.prefix = prefix = f"huey.lease.{queue.name}"
         self.workers_key = f"{prefix}.workers"
         self.recoveries_key = f"{prefix}.recoveries"
         self.lock_key = f"{prefix}.reaper"
@@ -178,7 +179,7 @@ class RedisLeases:
         self._take = self.conn.register_script(_TAKE_LUA)
         # Huey's RedisStorage keeps revoke flags in its results hash, where
         # the take script reads them; other storages keep them elsewhere.
-        self.flags_key = storage.result_key if isinstance(storage.result_key, str) else ""
+        self.flags_key = queue.flags_key
         self.clears_flags = bool(self.flags_key)
         self._requeue = self.conn.register_script(_REQUEUE_LUA)
         self._settle = self.conn.register_script(_SETTLE_LUA)
@@ -207,9 +208,9 @@ class RedisLeases:
         same round trip, before the move, so that a lease never exists
         without a registration to expire.
         """
-        storage, key, ahead_key = self.storage, self.held_key(worker), self.ahead_key(worker)
+        queue, key, ahead_key = self.queue, self.held_key(worker), self.ahead_key(worker)
         keys = [
-            storage.queue_key,
+            queue.queue_key,
             key,
             self.workers_key,
             self.flags_key,
@@ -217,7 +218,8 @@ class RedisLeases:
             self.recoveries_key,
         ]
         renew = "" if expires_at is None else expires_at
-        reply = self._take(keys=keys, args=[worker, renew, ahead])
+        args = [worker, renew, ahead, REVOKE_PREFIX, TYPE_REVOKE_PREFIX]
+        reply = self._take(keys=keys, args=args)
         if reply is not None:
             leases = []
             for i in range(0, len(reply), 5):
@@ -229,11 +231,11 @@ class RedisLeases:
                     }
                 leases.append(lease)
             return leases
-        if not storage.blocking:
+        if not queue.blocking:
             return []
         # Nothing queued: wait for a message as Huey's dequeue does (BRPOP
         # takes from the same end). Huey reads this job's revoke flags itself.
-        move = ("BLMOVE", storage.queue_key, key, "RIGHT", "LEFT", storage.read_timeout)
+        move = ("BLMOVE", queue.queue_key, key, "RIGHT", "LEFT", queue.read_timeout)
         raw = self.conn.execute_command(*move)
         return [] if raw is None else [Lease(raw, key)]
 
@@ -257,7 +259,7 @@ class RedisLeases:
     def requeue(self, lease: Lease, front: bool = False) -> bool:
         """Move a leased message back to the queue: its back, or its front."""
         end = "front" if front else "back"
-        keys = [lease.ref, self.storage.queue_key]
+        keys = [lease.ref, self.queue.queue_key]
         return bool(self._requeue(keys=keys, args=[lease.raw, end]))
 
     def bury(self, lease: Lease) -> None:
@@ -334,7 +336,7 @@ class RedisLeases:
 
     def settle(self, lease: Lease, new_raw: bytes | None, recovery: Recovery) -> None:
         self._settle(
-            keys=[lease.ref, self.storage.queue_key, self.recoveries_key],
+            keys=[lease.ref, self.queue.queue_key, self.recoveries_key],
             args=[lease.raw, new_raw or b"", recovery.job_id, recovery.recoveries],
         )
 

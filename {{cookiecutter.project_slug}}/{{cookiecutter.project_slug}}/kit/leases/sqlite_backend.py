@@ -6,8 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from huey.storage import SqliteStorage
-
+from ..huey_seam import SqliteQueue
 from .model import Lease, Recovery
 
 SQLITE_DDL = (
@@ -46,40 +45,34 @@ class SqliteLeases:
     prefetches = False
     clears_flags = True  # Huey's flags are rows of its kv table, next to ours
 
-    def __init__(self, storage: SqliteStorage):
-        self.storage = storage
-        self.queue = storage.name
-        with storage.db(commit=True) as curs:
+    def __init__(self, tasks: SqliteQueue):
+        self.tasks = tasks  # Huey's queue, in the same file
+        self.queue = tasks.name
+        self.db = tasks.db
+        self.sql = tasks.sql
+        with self.db(commit=True) as curs:
             for statement in SQLITE_DDL:
                 curs.execute(statement)
 
     def register(self, worker: str, expires_at: float) -> None:
-        self.storage.sql(_SQLITE_REGISTER, (self.queue, worker, expires_at), commit=True)
+        self.sql(_SQLITE_REGISTER, (self.queue, worker, expires_at), commit=True)
 
     def take(self, worker: str, expires_at: float | None, ahead: int = 0) -> list[Lease]:
-        storage = self.storage
         # A cheap look first, as Huey's dequeue does, so that idle polling
         # never takes the write lock.
-        if not storage.sql(
-            "select 1 from task where queue = ? limit 1", (self.queue,), results=True
-        ):
+        if not self.tasks.has_queued():
             return []
-        with storage.db(commit=True) as curs:
-            curs.execute(
-                "select id, data, priority from task where queue = ? "
-                "order by priority desc, id limit 1",
-                (self.queue,),
-            )
-            row = curs.fetchone()
+        with self.db(commit=True) as curs:
+            row = self.tasks.next_queued(curs)
             if row is None:
                 return []
             task_row, data, priority = row
-            curs.execute("delete from task where id = ?", (task_row,))
+            self.tasks.take(curs, task_row)
             curs.execute(
                 "insert into kit_lease (queue, worker, data, priority) values (?, ?, ?, ?)",
                 (self.queue, worker, data, priority),
             )
-            lease = Lease(bytes(data), curs.lastrowid, priority)
+            lease = Lease(data, curs.lastrowid, priority)
             if expires_at is not None:
                 curs.execute(_SQLITE_REGISTER, (self.queue, worker, expires_at))
             return [lease]
@@ -91,20 +84,18 @@ class SqliteLeases:
             "delete from kit_recovery where queue = ? and job_id = ?", (self.queue, job_id)
         )
         if lease.clear_on_release:
-            curs.execute(
-                "delete from kv where queue = ? and key = ?", (self.queue, lease.clear_on_release)
-            )
+            self.tasks.delete_flag(curs, lease.clear_on_release)
 
     def release(self, lease: Lease, job_id: str) -> None:
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             self.add_release(curs, lease, job_id)
 
     def requeue(self, lease: Lease, front: bool = False) -> bool:
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             curs.execute("delete from kit_lease where id = ?", (lease.ref,))
             if curs.rowcount != 1:
                 return False
-            self._enqueue(curs, lease.raw, lease.priority, front)
+            self.tasks.enqueue(curs, lease.raw, lease.priority, front)
             return True
 
     def bury(self, lease: Lease) -> None:
@@ -116,7 +107,7 @@ class SqliteLeases:
         return lease.ref
 
     def own(self, worker: str) -> list[Lease]:
-        rows = self.storage.sql(
+        rows = self.sql(
             "select id, data, priority from kit_lease where queue = ? and worker = ? "
             "and rescued = 0",
             (self.queue, worker),
@@ -125,10 +116,10 @@ class SqliteLeases:
         return [Lease(bytes(data), row_id, priority) for row_id, data, priority in rows]
 
     def drop(self, lease: Lease) -> None:
-        self.storage.sql("delete from kit_lease where id = ?", (lease.ref,), commit=True)
+        self.sql("delete from kit_lease where id = ?", (lease.ref,), commit=True)
 
     def unregister(self, worker: str) -> bool:
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             curs.execute(
                 "select 1 from kit_lease where queue = ? and worker = ? limit 1",
                 (self.queue, worker),
@@ -147,7 +138,7 @@ class SqliteLeases:
         pass
 
     def lapsed(self, now: float, me: str) -> list[str]:
-        rows = self.storage.sql(
+        rows = self.sql(
             "select worker from kit_worker where queue = ? and expires_at <= ? and worker != ? "
             # A lease whose worker has no registration at all counts too.
             "union select distinct worker from kit_lease where queue = ? and worker != ? "
@@ -158,7 +149,7 @@ class SqliteLeases:
         return [row[0] for row in rows]
 
     def adopt(self, worker: str, me: str) -> Iterator[Lease]:
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             curs.execute(
                 "select id, data, priority from kit_lease where queue = ? and worker = ? "
                 "order by id",
@@ -173,7 +164,7 @@ class SqliteLeases:
             yield Lease(bytes(data), row_id, priority)
 
     def leftovers(self, me: str) -> Iterator[Lease]:
-        rows = self.storage.sql(
+        rows = self.sql(
             "select id, data, priority from kit_lease where queue = ? and worker = ? "
             "and rescued = 1 order by id",
             (self.queue, me),
@@ -183,7 +174,7 @@ class SqliteLeases:
             yield Lease(bytes(data), row_id, priority)
 
     def recoveries(self, job_id: str) -> int:
-        rows = self.storage.sql(
+        rows = self.sql(
             "select count from kit_recovery where queue = ? and job_id = ?",
             (self.queue, job_id),
             results=True,
@@ -191,7 +182,7 @@ class SqliteLeases:
         return rows[0][0] if rows else 0
 
     def settle(self, lease: Lease, new_raw: bytes | None, recovery: Recovery) -> None:
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             curs.execute("delete from kit_lease where id = ?", (lease.ref,))
             if curs.rowcount != 1:
                 return
@@ -201,7 +192,7 @@ class SqliteLeases:
                     (self.queue, recovery.job_id),
                 )
                 return
-            self._enqueue(curs, new_raw, lease.priority)
+            self.tasks.enqueue(curs, new_raw, lease.priority)
             curs.execute(
                 "insert into kit_recovery (queue, job_id, count) values (?, ?, ?) "
                 "on conflict (queue, job_id) do update set count = excluded.count",
@@ -209,7 +200,7 @@ class SqliteLeases:
             )
 
     def forget(self, worker: str, now: float) -> None:
-        with self.storage.db(commit=True) as curs:
+        with self.db(commit=True) as curs:
             curs.execute(
                 "select 1 from kit_lease where queue = ? and worker = ? limit 1",
                 (self.queue, worker),
@@ -219,15 +210,3 @@ class SqliteLeases:
                     "delete from kit_worker where queue = ? and worker = ? and expires_at <= ?",
                     (self.queue, worker, now),
                 )
-
-    def _enqueue(
-        self, curs: sqlite3.Cursor, raw: bytes, priority: float, front: bool = False
-    ) -> None:
-        # The same row Huey's SqliteStorage.enqueue writes. Huey takes the
-        # highest priority first, then the lowest row id: a row id below all
-        # others puts the message at the front of its priority.
-        row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
-        curs.execute(
-            f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
-            (self.queue, raw, priority or 0),
-        )

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from huey import Huey
-from huey.storage import RedisStorage, SqliteStorage
+from huey.storage import SqliteStorage
+
+from ..huey_seam import RedisQueue, SqliteQueue, redis_queue
 
 
 @dataclass
@@ -28,13 +30,13 @@ class Snapshot:
 
 
 class RedisMetricsStore:
-    def __init__(self, storage: RedisStorage):
-        self.storage = storage
-        self.key = f"huey.metrics.{storage.name}"
-        self.workers_key = f"huey.metrics.{storage.name}.workers"
+    def __init__(self, queue: RedisQueue):
+        self.queue = queue
+        self.key = f"huey.metrics.{queue.name}"
+        self.workers_key = f"huey.metrics.{queue.name}.workers"
 
     def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
-        pipe = self.storage.conn.pipeline(transaction=False)
+        pipe = self.queue.conn.pipeline(transaction=False)
         for key, amount in counts.items():
             pipe.hincrby(self.key, key, amount)
         if heartbeat:
@@ -46,12 +48,12 @@ class RedisMetricsStore:
         pipe.execute()
 
     def read(self, stale_after: float) -> Snapshot:
-        pipe = self.storage.conn.pipeline(transaction=False)
+        pipe = self.queue.conn.pipeline(transaction=False)
         pipe.hgetall(self.key)
         pipe.hgetall(self.workers_key)
-        pipe.llen(self.storage.queue_key)
-        pipe.lindex(self.storage.queue_key, -1)  # LPUSH in, BRPOP out: the tail is next
-        pipe.zcard(self.storage.schedule_key)
+        pipe.llen(self.queue.queue_key)
+        pipe.lindex(self.queue.queue_key, -1)  # LPUSH in, BRPOP out: the tail is next
+        pipe.zcard(self.queue.schedule_key)
         counters, workers, depth, oldest, scheduled = pipe.execute()
         snapshot = Snapshot(
             counters={k.decode(): int(v) for k, v in counters.items()},
@@ -63,7 +65,7 @@ class RedisMetricsStore:
             {k.decode(): json.loads(v) for k, v in workers.items()}, stale_after
         )
         if gone:
-            self.storage.conn.hdel(self.workers_key, *gone)
+            self.queue.conn.hdel(self.workers_key, *gone)
         return snapshot
 
 
@@ -77,15 +79,16 @@ class SqliteMetricsStore:
 
     def __init__(self, storage: SqliteStorage):
         self.storage = storage
+        self.tasks = SqliteQueue(storage)
         if not getattr(storage, "_metrics_tables", False):
-            with storage.db(commit=True) as cursor:
+            with self.tasks.db(commit=True) as cursor:
                 for statement in self.DDL:
                     cursor.execute(statement)
             storage._metrics_tables = True
 
     def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
         name = self.storage.name
-        with self.storage.db(commit=True) as cursor:
+        with self.tasks.db(commit=True) as cursor:
             cursor.executemany(
                 "insert into metrics_counter (queue, key, value) values (?, ?, ?)"
                 " on conflict (queue, key) do update set value = value + excluded.value",
@@ -105,29 +108,26 @@ class SqliteMetricsStore:
 
     def read(self, stale_after: float) -> Snapshot:
         name = self.storage.name
-        with self.storage.db() as cursor:
+        with self.tasks.db() as cursor:
             counters = cursor.execute(
                 "select key, value from metrics_counter where queue = ?", (name,)
             ).fetchall()
             workers = cursor.execute(
                 "select worker, slots, seen from metrics_worker where queue = ?", (name,)
             ).fetchall()
-            oldest = cursor.execute(
-                "select data from task where queue = ? order by priority desc, id limit 1",
-                (name,),
-            ).fetchone()
+            oldest = self.tasks.next_queued(cursor)
         snapshot = Snapshot(
             counters=dict(counters),
             depth=self.storage.queue_size(),
             scheduled=self.storage.schedule_size(),
-            oldest=bytes(oldest[0]) if oldest else None,
+            oldest=oldest[1] if oldest else None,
         )
         snapshot.workers, gone = _split_workers(
             {worker: [slots, seen] for worker, slots, seen in workers}, stale_after
         )
         if gone:
             marks = ",".join("?" * len(gone))
-            self.storage.sql(
+            self.tasks.sql(
                 f"delete from metrics_worker where queue = ? and worker in ({marks})",
                 (name, *gone),
                 commit=True,
@@ -179,8 +179,8 @@ def _split_workers(
 
 def store_for(huey: Huey) -> RedisMetricsStore | SqliteMetricsStore | MemoryMetricsStore:
     storage = huey.storage  # immediate mode swaps it, so look it up each time
-    if isinstance(storage, RedisStorage):
-        return RedisMetricsStore(storage)
+    if (queue := redis_queue(storage)) is not None:
+        return RedisMetricsStore(queue)
     if isinstance(storage, SqliteStorage):
         return SqliteMetricsStore(storage)
     return MemoryMetricsStore(storage)

@@ -1,0 +1,468 @@
+"""The one seam between the kit and Huey's internals.
+
+Huey's public API (tasks, signals, hooks, ``enqueue``, revokes, storage
+classes) is used anywhere in the kit. Everything else the kit needs from
+Huey lives here and only here: the methods it overrides, the private ones it
+calls, the consumer's signal handling, storage attributes, and the layout of
+Huey's SQLite tables and Redis keys. ``USES`` lists each one, with the shape
+the kit expects; ``kit_tests/test_huey_seam.py`` checks the list against the
+installed Huey, so an upgrade that moves one of them fails one clear test.
+
+To upgrade Huey: run that test, fix what it names here (and only here), run
+the kit's suite, then add the version to ``VERIFIED_WITH`` and widen the pin
+in ``pyproject.toml``.
+
+What is here:
+
+* ``KitHuey``: the kit's one Huey class, for Redis and SQLite alike. The kit's
+  parts plug into its ``hooks`` (leases, pauses, one scheduler per periodic
+  run, consumer listeners) instead of patching methods onto an instance;
+* ``KitConsumer`` and ``KitProcessEnvironment``: Huey's consumer and process
+  workers with their private steps reachable by name (``consumer.py`` sets
+  the kit's policy on them);
+* storage handles (``RedisQueue``, ``SqliteQueue``) and a few helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import optparse
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from huey.api import Huey, Task
+from huey.constants import WORKER_PROCESS, EmptyData
+from huey.consumer import Consumer, Environment, ProcessEnvironment
+from huey.consumer_options import ConsumerConfig, OptionParserHandler
+from huey.registry import Message
+from huey.serializer import Serializer
+from huey.storage import RedisStorage, SqliteStorage
+
+# Huey's message types, for serializer.py.
+from huey.utils import SKIPPED as SKIPPED
+from huey.utils import Error as Error
+
+from .huey_hooks import ConsumerStart, Hooks
+
+# The Huey releases this seam was checked against (the kit's suite and
+# test_huey_seam.py); pyproject.toml pins the range they stand for.
+VERIFIED_WITH = ("3.5.4",)
+
+# Kinds of use. A method's shape is its parameter names, as
+# inspect.signature() gives them: "override" and "call" must match exactly,
+# "keywords" must include them. An attribute's shape says what it holds.
+OVERRIDE = "override"  # the kit's subclass replaces it; Huey must still call it so
+CALL = "call"  # the kit calls it
+KEYWORDS = "keywords"  # the kit passes these keyword arguments
+ATTRIBUTE = "attribute"  # the kit reads (or sets) it on an instance
+TABLE = "table"  # a SQLite table of Huey's that the kit reads or writes
+FORMAT = "format"  # a key or message layout the kit's scripts rely on
+
+
+@dataclass(frozen=True)
+class Use:
+    """One thing the kit relies on that Huey does not document as public."""
+
+    owner: type
+    name: str
+    kind: str
+    shape: str
+    why: str
+
+
+USES: tuple[Use, ...] = (
+    # The Huey subclass (KitHuey). Huey's consumer calls these; the kit's
+    # versions add its hooks and then defer to Huey's.
+    Use(Huey, "create_consumer", OVERRIDE, "self, **options", "tell listeners a consumer starts"),
+    Use(Huey, "dequeue", OVERRIDE, "self", "take with a lease; pauses"),
+    Use(Huey, "execute", OVERRIDE, "self, task, timestamp", "release the lease after the run"),
+    Use(Huey, "is_revoked", OVERRIDE, "self, task, timestamp, peek", "flags read with the take"),
+    Use(Huey, "delete", OVERRIDE, "self, key", "Huey deletes task.revoke_id after each run"),
+    Use(Huey, "read_schedule", OVERRIDE, "self, timestamp", "quiet while the backend is down"),
+    Use(Huey, "read_periodic", OVERRIDE, "self, timestamp", "one scheduler per periodic run"),
+    Use(Huey, "_revoke_keys", CALL, "self, task", "which flags decide a task's revoke"),
+    Use(Huey, "_check_revoked", CALL, "self, data, timestamp, peek", "judge a flag's raw value"),
+    Use(Huey, "_emit", CALL, "self, signal, task, *args, **kwargs", "'enqueued' after our write"),
+    Use(Huey, "_get_timestamp", CALL, "self", "the scheduler's now, in Huey's timezone"),
+    Use(Task, "revoke_id", FORMAT, "'r:' + task id", "the take script reads the flag"),
+    Use(Huey, "_task_key", FORMAT, "'rt:' + task name", "the take script reads the type's flag"),
+    Use(Message, "_fields", FORMAT, "id, name, ... retries", "scripts read fields 1 and 2"),
+    # The consumer and its process workers (consumer.py's policy).
+    Use(Consumer, "__init__", KEYWORDS, "self, huey, graceful_signal", "built by create_consumer"),
+    Use(Consumer, "get_environment", OVERRIDE, "self, worker_type", "the kit's process workers"),
+    Use(Consumer, "_handle_signal", OVERRIDE, "self, signum, frame", "stop at a second signal"),
+    Use(Consumer, "_signal_actions", ATTRIBUTE, "{signum: (restart, graceful)}", "TERM graceful"),
+    Use(Consumer, "_graceful", ATTRIBUTE, "bool, set by _handle_signal", "which stop it is"),
+    Use(Consumer, "_restart", ATTRIBUTE, "bool, set by _handle_signal", "which stop it is"),
+    Use(Consumer, "stop_flag", ATTRIBUTE, "an event: is_set()", "leases: take no new job"),
+    Use(Environment, "__init__", CALL, "self, graceful, interrupt", "the worker's signals"),
+    Use(ProcessEnvironment, "create_process", OVERRIDE, "self, runnable, name", "die with parent"),
+    Use(ProcessEnvironment, "init_child", OVERRIDE, "self, process", "signals in the child"),
+    Use(ProcessEnvironment, "timeout", OVERRIDE, "self, seconds", "one SIGALRM handler"),
+    Use(OptionParserHandler, "get_option_parser", CALL, "self", "huey_consumer's flags"),
+    Use(ConsumerConfig, "__new__", KEYWORDS, "cls, **kwargs", "the parsed flags"),
+    Use(ConsumerConfig, "validate", CALL, "self", "as huey_consumer checks them"),
+    Use(ConsumerConfig, "setup_logger", OVERRIDE, "self, logger", "JSON logs: level only"),
+    Use(ConsumerConfig, "values", ATTRIBUTE, "dict of Consumer keywords", "create_consumer"),
+    Use(ConsumerConfig, "loglevel", ATTRIBUTE, "a logging level", "JSON logs: level only"),
+    # Storage.
+    Use(RedisStorage, "conn", ATTRIBUTE, "redis.Redis", "the kit's keys share the connection"),
+    Use(RedisStorage, "queue_key", ATTRIBUTE, "list: LPUSH in, pop right", "take, requeue"),
+    Use(RedisStorage, "schedule_key", ATTRIBUTE, "sorted set", "schedule depth"),
+    Use(RedisStorage, "result_key", ATTRIBUTE, "hash key (str)", "revoke flags live there"),
+    Use(RedisStorage, "blocking", ATTRIBUTE, "bool", "a blocking take waits like BRPOP"),
+    Use(RedisStorage, "read_timeout", ATTRIBUTE, "seconds", "a blocking take waits like BRPOP"),
+    Use(SqliteStorage, "db", CALL, "self, commit, close", "one transaction on Huey's connection"),
+    Use(SqliteStorage, "sql", CALL, "self, query, params, commit, results", "one statement"),
+    Use(SqliteStorage, "task", TABLE, "id, queue, data, priority", "the queue, next by priority"),
+    Use(SqliteStorage, "schedule", TABLE, "id, queue, data, timestamp", "schedule depth"),
+    Use(SqliteStorage, "kv", TABLE, "queue, key, value", "revoke flags live there"),
+    # Serializer and message types.
+    Use(Serializer, "_serialize", OVERRIDE, "self, data", "JSON instead of pickle"),
+    Use(Serializer, "_deserialize", OVERRIDE, "self, data", "JSON instead of pickle"),
+)
+
+
+# How Huey names a task's two revoke flags (Task.revoke_id, and
+# Huey._task_key for its task type): the lease take script reads them.
+REVOKE_PREFIX = "r:"
+TYPE_REVOKE_PREFIX = "rt:"
+
+
+# -- the kit's Huey ----------------------------------------------------------
+
+
+# The task each worker thread is running, for KitHuey.delete.
+_running = threading.local()
+
+STORAGE = {"redis": RedisStorage, "sqlite": SqliteStorage}
+
+
+class KitHuey(Huey):
+    """The kit's Huey, for both backends: Huey's behaviour plus the kit's hooks.
+
+    With no hook set it behaves as Huey does (immediate mode, tests).
+    """
+
+    def __init__(self, name: str, backend: str, **options: Any):
+        super().__init__(name, storage_class=STORAGE[backend], **options)
+        self.backend = backend  # "redis" or "sqlite", whatever immediate mode swaps in
+        self.hooks = Hooks()
+
+    def create_consumer(self, **options: Any) -> Consumer:
+        """What ``huey_consumer`` calls: Huey's consumer."""
+        return self.build_consumer(Consumer, **options)
+
+    def build_consumer(self, consumer_class: type[Consumer], **options: Any) -> Consumer:
+        """A consumer of ``consumer_class``; listeners learn its options and stop flag."""
+        consumer = consumer_class(self, **options)
+        start = ConsumerStart(
+            worker_type=options.get("worker_type") or "thread",
+            workers=options.get("workers") or 1,
+            # Forked worker processes inherit the flag.
+            stopping=consumer.stop_flag.is_set,
+        )
+        for listener in self.hooks.consumer_listeners:
+            listener(start)
+        return consumer
+
+    def dequeue(self) -> Task | None:
+        gate, delivery = self.hooks.gate, self.hooks.delivery
+        if gate is not None and not gate.is_open():
+            if self.storage.blocking:
+                # Huey's worker loop calls again at once for a blocking backend.
+                time.sleep(gate.idle_wait)
+            return None
+        task = super().dequeue() if delivery is None else delivery.take()
+        if task is None or gate is None:
+            return task
+        return gate.admit(task)
+
+    def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
+        _running.task = task
+        try:
+            return super().execute(task, timestamp)
+        finally:
+            _running.task = None
+            # Whatever the run led to (a retry on the schedule, a result) is
+            # written by now; only then may the lease go.
+            if self.hooks.delivery is not None:
+                self.hooks.delivery.finish(task)
+
+    def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
+        """Huey's revoke check, from the flags the take read when it can.
+
+        Huey checks once before each run (``peek=False``); the lease carries
+        the flags as they were a moment ago, when the job was taken, which is
+        what Huey's own read after its dequeue would see.
+        """
+        delivery = self.hooks.delivery
+        flags = None if delivery is None or peek else delivery.taken_flags(task)
+        if flags is None or list(flags) != self._revoke_keys(task):
+            return super().is_revoked(task, timestamp, peek)
+        for key, value in flags.items():
+            stored = EmptyData if value is None else value
+            revoked, restore = self._check_revoked(stored, timestamp, peek)
+            if restore:
+                self.delete(key)
+            if revoked:
+                return True
+        return False
+
+    def delete(self, key: str) -> bool:
+        """Huey's delete, except for the running job's own revoke flag.
+
+        After every run Huey deletes the job's revoke flag, in case the job
+        was revoked while it ran: a round trip per job that almost never
+        deletes anything. The kit clears it together with the release of
+        the job's lease, which the run's last write carries anyway.
+        """
+        task = getattr(_running, "task", None)
+        delivery = self.hooks.delivery
+        if (
+            task is not None
+            and delivery is not None
+            and key == task.revoke_id
+            and delivery.clear_on_release(task, key)
+        ):
+            return True
+        return super().delete(key)
+
+    def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
+        """The scheduler, once a second: quiet while the backend is down.
+
+        Huey would log a traceback every second of an outage; the delivery's
+        outage log says when it starts and when it ends.
+        """
+        delivery = self.hooks.delivery
+        if delivery is None:
+            return super().read_schedule(timestamp)
+        try:
+            due = super().read_schedule(timestamp)
+        except delivery.errors as exc:
+            delivery.outage.failed(exc)
+            return []
+        delivery.outage.ok()
+        return due
+
+    def read_periodic(self, timestamp: datetime.datetime | None) -> list[Task]:
+        timestamp = timestamp or self._get_timestamp()
+        due = super().read_periodic(timestamp)
+        claim = self.hooks.periodic_claim
+        return due if claim is None or not due else claim(due, timestamp)
+
+
+def emit(huey: Huey, signal: str, task: Task) -> None:
+    """Send one of Huey's signals to its receivers, as Huey does."""
+    huey._emit(signal, task)
+
+
+# -- the consumer ------------------------------------------------------------
+
+
+class KitConsumer(Consumer):
+    """Huey's consumer, with its private signal handling reachable by name."""
+
+    def make_graceful(self, signum: int) -> None:
+        """Let ``signum`` mean "finish the running jobs, then stop"."""
+        self._signal_actions[signum] = (False, True)
+
+    def process_environment(self) -> Environment | None:
+        """The environment of process workers; None: Huey's own."""
+        return None
+
+    def get_environment(self, worker_type: str) -> Environment:
+        environment = self.process_environment() if worker_type == WORKER_PROCESS else None
+        return environment or super().get_environment(worker_type)
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        super()._handle_signal(signum, frame)
+        self.signal_handled(graceful=self._graceful, restart=self._restart)
+
+    def signal_handled(self, graceful: bool, restart: bool) -> None:
+        """After Huey handled a stop (or restart) signal: for subclasses."""
+
+
+class KitProcessEnvironment(ProcessEnvironment):
+    """Huey's process workers, with their per-process steps reachable by name."""
+
+    def __init__(self, graceful: int, interrupt: int):
+        super().__init__(graceful, interrupt)
+
+    def create_process(self, runnable: Callable[[], None], name: str) -> Any:
+        return super().create_process(self.wrap_worker(runnable), name)
+
+    def init_child(self, process: Any) -> None:
+        super().init_child(process)
+        self.child_started()
+
+    def timeout(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        return self.job_timeout(seconds)
+
+    def wrap_worker(self, runnable: Callable[[], None]) -> Callable[[], None]:
+        """What a new worker process runs; by default, Huey's runnable."""
+        return runnable
+
+    def child_started(self) -> None:
+        """In each worker process, after Huey set its signal handlers."""
+
+    def job_timeout(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Stop a job that runs longer than ``seconds``; by default, Huey's way."""
+        return super().timeout(seconds)
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    values: dict[str, Any]  # keyword arguments for the consumer
+    worker_type: str
+
+
+def consumer_option_parser() -> optparse.OptionParser:
+    """``huey_consumer``'s command-line flags."""
+    return OptionParserHandler().get_option_parser()
+
+
+def consumer_options(parsed: dict[str, Any]) -> ConsumerOptions:
+    """Check parsed flags and set up the "huey" logger, as ``huey_consumer`` does."""
+    config = ConsumerConfig(**parsed)
+    config.validate()
+    config.setup_logger(logging.getLogger("huey"))
+    return ConsumerOptions(config.values, config.worker_type)
+
+
+def consumer_logs_level_only() -> None:
+    """Make ``huey_consumer`` set its logger's level, and add no handler of its own.
+
+    It sets up logging itself, after importing the app, with no hook in
+    between: the one class attribute patched in the kit (JSON logs only).
+    """
+
+    def level_only(self: ConsumerConfig, logger: logging.Logger | None = None) -> None:
+        (logger or logging.getLogger()).setLevel(self.loglevel)
+
+    ConsumerConfig.setup_logger = level_only
+
+
+# -- storage -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedisQueue:
+    """Huey's Redis storage of one queue: the connection and keys the kit shares.
+
+    The queue is a list: Huey LPUSHes new messages and pops from the right
+    (BRPOP), so the next message is at index -1 and RPUSH puts one in front.
+    """
+
+    conn: redis.Redis
+    name: str
+    queue_key: str
+    schedule_key: str
+    flags_key: str  # the hash of results and revoke flags; "" if they live elsewhere
+    blocking: bool
+    read_timeout: float
+
+
+def redis_queue(storage: Any) -> RedisQueue | None:
+    """The Redis handle of ``storage``; None if it is not Huey's Redis storage."""
+    if not isinstance(storage, RedisStorage):
+        return None
+    flags = storage.result_key if isinstance(storage.result_key, str) else ""
+    return RedisQueue(
+        storage.conn,
+        storage.name,
+        storage.queue_key,
+        storage.schedule_key,
+        flags,
+        storage.blocking,
+        storage.read_timeout,
+    )
+
+
+class SqliteQueue:
+    """Huey's SQLite storage of one queue, and its tables as the kit uses them.
+
+    ``db(commit=False)`` is a cursor in one transaction (exclusive when
+    committing) on Huey's own connection, under its lock; ``sql(query,
+    params, commit, results)`` runs one statement. Huey's tables: ``task``
+    (the queue; the next message has the highest priority, then the lowest
+    row id), ``schedule`` and ``kv`` (results and revoke flags).
+    """
+
+    def __init__(self, storage: SqliteStorage):
+        self.name: str = storage.name
+        self.db: Callable[..., contextlib.AbstractContextManager[Any]] = storage.db
+        self.sql: Callable[..., Any] = storage.sql
+
+    def has_queued(self) -> bool:
+        """A cheap look that takes no write lock, as Huey's dequeue starts."""
+        query = "select 1 from task where queue = ? limit 1"
+        return bool(self.sql(query, (self.name,), results=True))
+
+    def next_queued(self, curs: Any) -> tuple[int, bytes, float] | None:
+        """The row id, message and priority that Huey would dequeue next."""
+        curs.execute(
+            "select id, data, priority from task where queue = ? "
+            "order by priority desc, id limit 1",
+            (self.name,),
+        )
+        row = curs.fetchone()
+        return None if row is None else (row[0], bytes(row[1]), row[2])
+
+    def take(self, curs: Any, row_id: int) -> None:
+        curs.execute("delete from task where id = ?", (row_id,))
+
+    def enqueue(self, curs: Any, raw: bytes, priority: float, front: bool = False) -> None:
+        """The row Huey's enqueue writes; ``front``: first in line at its priority."""
+        row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
+        curs.execute(
+            f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
+            (self.name, raw, priority or 0),
+        )
+
+    def enqueue_all(self, curs: Any, messages: Iterable[tuple[bytes, float]]) -> int:
+        """Queue messages in order, behind what is queued; returns how many."""
+        rows = [(self.name, raw, priority or 0) for raw, priority in messages]
+        curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+        return len(rows)
+
+    def delete_flag(self, curs: Any, key: str) -> None:
+        """Delete a revoke flag (a row of Huey's key/value table)."""
+        curs.execute("delete from kv where queue = ? and key = ?", (self.name, key))
+
+    def sizes(self, curs: Any) -> tuple[int, int]:
+        """How many messages are queued, and how many scheduled."""
+        curs.execute("select count(*) from task where queue = ?", (self.name,))
+        queued = curs.fetchone()[0]
+        curs.execute("select count(*) from schedule where queue = ?", (self.name,))
+        return queued, curs.fetchone()[0]
+
+
+def sqlite_queue(storage: Any) -> SqliteQueue | None:
+    """The SQLite handle of ``storage``; None if it is not Huey's SQLite storage."""
+    return SqliteQueue(storage) if isinstance(storage, SqliteStorage) else None
+
+
+# -- messages ----------------------------------------------------------------
+
+
+class MessageSerializer(Serializer):
+    """Huey's serializer, with its two override points given public names."""
+
+    def dumps(self, data: Any) -> bytes:
+        raise NotImplementedError
+
+    def loads(self, data: bytes | memoryview | str) -> Any:
+        raise NotImplementedError
+
+    def _serialize(self, data: Any) -> bytes:
+        return self.dumps(data)
+
+    def _deserialize(self, data: Any) -> Any:
+        return self.loads(data)
