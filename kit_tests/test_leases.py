@@ -11,7 +11,7 @@ from huey import signals as S
 from huey.constants import EmptyData
 
 from acme_jobs import create_app
-from acme_jobs.kit import leases, registry
+from acme_jobs.kit import leases, registry, run_state
 from acme_jobs.kit.leases import Lease, LeaseManager, LeaseSettings
 from acme_jobs.kit.queue import enqueue
 from kit_jobs.greet import Pessoa
@@ -52,6 +52,11 @@ def queued_job(app, payload=PESSOA, name="testGreet") -> str:
         return enqueue(name, payload)
 
 
+def lease_of(task):
+    """The lease the worker took with ``task`` (in the task's run state)."""
+    return run_state.peek(task).lease
+
+
 def record(app, job_id):
     return app.extensions["jobkit"].history.detail(job_id)
 
@@ -63,7 +68,7 @@ def test_taking_a_job_leases_it_in_the_same_step(app, manager):
 
     assert task.id == job_id
     assert pending(app) == 0
-    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [task.kit_lease.raw]
+    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [lease_of(task).raw]
 
 
 def test_finishing_a_run_releases_its_lease(app, manager):
@@ -273,7 +278,7 @@ def test_a_consumer_tells_its_workers_when_it_stops(app, manager):
 def test_a_lease_left_by_a_failed_release_is_dropped_by_the_heartbeat(app, manager):
     queued_job(app)
     task = manager.take()
-    manager._untrack(task.kit_lease)  # the run ended, but its release never reached the store
+    manager._untrack(lease_of(task))  # the run ended, but its release never reached the store
 
     manager.beat()
     assert len(manager.backend.own(manager.worker)) == 1  # one look: maybe just taken
@@ -380,7 +385,7 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_the_queue_after_a_while(prefet
     assert manager.give_back_ahead(older_than=0) == 3
 
     assert pending(prefetching) == 9
-    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [running.kit_lease.raw]
+    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [lease_of(running).raw]
     assert manager.take().id == ids[1]
 
 

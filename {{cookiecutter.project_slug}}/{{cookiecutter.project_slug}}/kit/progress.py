@@ -41,6 +41,7 @@ from flask import current_app
 from huey.api import Task
 from huey.exceptions import CancelExecution
 
+from . import run_state
 from .controls.recorder import Run
 from .state import EXTENSION
 
@@ -105,7 +106,8 @@ def job_scope(task: Task, attempt: int) -> Iterator[Run | None]:
     """Mark the code inside as the job ``task``, attempt ``attempt``.
 
     The kit's task wrapper (``queue.py``) runs every job inside it. A
-    cancellation is noted on the task, for the history to say who did it.
+    cancellation is noted in the task's run state, for the history to say
+    who did it.
     """
     kit = current_app.extensions.get(EXTENSION)
     controls = kit.controls if kit is not None else None
@@ -119,7 +121,7 @@ def job_scope(task: Task, attempt: int) -> Iterator[Run | None]:
     except CancelExecution as exc:
         request = getattr(exc, "request", None)
         if request:
-            task.cancelled_by = request
+            run_state.of(task).cancelled_by = request
         raise
     finally:
         _current.reset(token)

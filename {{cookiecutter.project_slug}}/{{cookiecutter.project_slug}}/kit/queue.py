@@ -130,9 +130,8 @@ def _register(huey: Huey, app: Flask, job: registry.Job) -> TaskWrapper:
                 if task.retries:
                     task.retry_delay = 0 if huey.immediate else job.next_retry_delay(attempt)
                 raise
-            # Huey's "complete" signal does not carry the return value, so it
-            # travels on the task to the history recorder.
-            task.job_result = result
+            # Huey's "complete" signal does not carry the return value: the
+            # history's post-execute hook keeps it in the task's run state.
             return result
 
     if job.schedule is not None:

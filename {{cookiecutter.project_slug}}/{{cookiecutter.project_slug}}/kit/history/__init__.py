@@ -24,6 +24,7 @@ from huey.api import Task
 from huey.exceptions import ConfigurationError
 from huey.storage import MemoryStorage
 
+from .. import run_state
 from ..huey_hooks import ConsumerStart
 from ..huey_seam import emit, redis_queue, sqlite_queue
 from . import model
@@ -34,15 +35,6 @@ from .sqlite_store import SqliteStore
 from .tracker import Running, Tracker
 
 __all__ = ["History", "Settings", "model"]
-
-# Attributes set on a Task object to pass a fact from one signal to the next
-# (Huey hands the same object to every signal of one execution).
-RECORDED = "_history_recorded"  # its "queued" record was already written
-RETRY_NOTED = "_history_retry_noted"  # the failure already said "retrying"
-RESULT = "_history_result"  # the return value ("complete" does not carry it)
-# Set on a task whose last write waits in the tracker's next batch: that
-# write releases the job's lease (leases/), so nothing else may.
-WRITE_PENDING = "kit_write_pending"
 
 # Changes per round trip, at most.
 MAX_BATCH = 100
@@ -96,7 +88,7 @@ class History(Reading):
             # must exist first; there is no queue message to write with it.
             if not self.store.apply(changes):
                 return False
-            setattr(task, RECORDED, True)
+            run_state.of(task).recorded = True
             self.huey.enqueue(task)
             return True
         if task.expires:
@@ -106,14 +98,14 @@ class History(Reading):
             return False
         # Huey fires "enqueued" before it writes (so listeners see jobs that
         # may never be queued); ours fires after the write succeeded.
-        setattr(task, RECORDED, True)
+        run_state.of(task).recorded = True
         emit(self.huey, S.SIGNAL_ENQUEUED, task)
         return True
 
     def job_enqueued(self, task: Task, payload: Any) -> None:
         """Write only the "queued" record (for code that queues by itself)."""
         self.store.apply([self._queued(task, payload, model.now())])
-        setattr(task, RECORDED, True)
+        run_state.of(task).recorded = True
 
     def _queued(self, task: Task, payload: Any, at: float, retry_of: str | None = None) -> Change:
         return Change(
@@ -141,8 +133,11 @@ class History(Reading):
     def on_signal(self, signal: str, task: Task, exc: BaseException | None = None) -> None:
         """Huey signal receiver: ``huey.signal()(history.on_signal)``."""
         at = model.now()
+        state = run_state.peek(task)
         if signal == S.SIGNAL_ENQUEUED:
-            if not task.__dict__.pop(RECORDED, False):
+            if state is not None and state.recorded:
+                state.recorded = False  # written with the message; a retry is not
+            else:
                 # Queued by Huey itself: a retry, a scheduled job coming due.
                 self._write(signal, task, self._queued(task, job_payload(task), at))
         elif signal == S.SIGNAL_SCHEDULED:
@@ -166,7 +161,9 @@ class History(Reading):
             if running.published:  # no worker thread to publish it later
                 self._write(signal, task, self._running(running))
         elif signal == S.SIGNAL_COMPLETE:
-            value = task.__dict__.pop(RESULT, None)
+            value = None
+            if state is not None:
+                value, state.result = state.result, None
             result = model.preview(value, self.settings.result_preview_chars)
             self._finish(
                 signal,
@@ -180,7 +177,9 @@ class History(Reading):
         elif signal == S.SIGNAL_ERROR or signal in FAILURES:
             self._failed(signal, task, at, exc)
         elif signal == S.SIGNAL_RETRYING:
-            if not task.__dict__.pop(RETRY_NOTED, False):
+            if state is not None and state.retry_noted:
+                state.retry_noted = False  # the failure said so already
+            else:
                 # RetryTask: the job asked to run again, which is not a failure.
                 ending = event("retrying", at)
                 self._finish(signal, task, at, model.RETRYING, ending, {}, counter=None)
@@ -203,7 +202,8 @@ class History(Reading):
     def _failed(self, signal: str, task: Task, at: float, exc: BaseException | None) -> None:
         kind, final_status = FAILURES.get(signal, ("Error", model.FAILED))
         error = model.describe_error(exc, kind, self.settings.traceback_chars)
-        if signal == S.SIGNAL_INTERRUPTED and getattr(task, "kit_requeued", False):
+        state = run_state.peek(task)
+        if signal == S.SIGNAL_INTERRUPTED and state is not None and state.requeued:
             # The worker stopped mid-job and put it back on the queue as it
             # was (leases/): not a failure, and it will run again.
             ending = event("failed", at, error=error, message="back on the queue")
@@ -212,7 +212,7 @@ class History(Reading):
         if signal == S.SIGNAL_CANCELED and not task.retries:
             # Stopped on purpose, not a failure: an operator's cancel
             # (progress.JobCancelled) says who asked.
-            request = getattr(task, "cancelled_by", None) or {}
+            request = (state.cancelled_by if state is not None else None) or {}
             user = request.get("user")
             message = f"cancelled by {user}" if user else error["message"]
             ending = event("cancelled", at, message=message, by=user, asked_at=request.get("at"))
@@ -223,7 +223,7 @@ class History(Reading):
         # an interrupted job is never retried by Huey itself.
         final = not task.retries or signal == S.SIGNAL_INTERRUPTED
         if not final:
-            setattr(task, RETRY_NOTED, True)
+            run_state.of(task).retry_noted = True
         ending = event("failed", at, error=error, message=None if final else "will be retried")
         short = model.to_json({"type": error["type"], "message": error["message"]})
         self._finish(
@@ -277,7 +277,8 @@ class History(Reading):
         """
         if self.tracker.writes_behind:
             if change.status in WRITTEN_BEHIND and signal != S.SIGNAL_INTERRUPTED:
-                setattr(task, WRITE_PENDING, True)
+                # That write releases the job's lease (leases/), so nothing else may.
+                run_state.of(task).write_pending = True
                 self.tracker.defer((signal, task, change))
                 return
             self.tracker.drain()
@@ -457,7 +458,7 @@ class History(Reading):
 def _keep_result(task: Task, value: Any, exc: BaseException | None) -> None:
     """Huey runs post-execute hooks just before the "complete" signal."""
     if exc is None:
-        setattr(task, RESULT, value)
+        run_state.of(task).result = value
 
 
 def open_store(huey: Huey, settings: Settings) -> RedisStore | SqliteStore:

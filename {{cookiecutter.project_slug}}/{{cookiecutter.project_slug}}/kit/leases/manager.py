@@ -25,6 +25,7 @@ from typing import Any
 from huey import signals as S
 from huey.api import Huey, Task
 
+from .. import run_state
 from ..huey_hooks import ConsumerStart
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener
 from .reaper import Reaper
@@ -170,7 +171,8 @@ class LeaseManager:
                 self.backend.bury(lease)
             raise
         lease.priority = task.priority or 0
-        task.kit_lease = lease
+        # The run starts here: its state holds the lease until it is over.
+        run_state.of(task).lease = lease
         return task
 
     def _take_leases(self) -> Lease | None:
@@ -274,9 +276,10 @@ class LeaseManager:
         schedule) carries the release, so leases cost no round trip of their
         own. If that write fails, the heartbeat's check finds the lease. In
         a worker that write is usually made later, by the history's thread
-        (``kit_write_pending`` on the task): ``finish`` leaves the lease to it.
+        (``write_pending`` in the task's run state): ``finish`` leaves the
+        lease to it.
         """
-        lease: Lease | None = getattr(task, "kit_lease", None)
+        lease = _lease_of(task)
         if lease is None or lease.released:
             return
         last = signal in _LAST_WRITE or (signal in _FAILURE and not task.retries)
@@ -289,9 +292,10 @@ class LeaseManager:
         Unless the history's last write for the run is still pending: the
         lease goes with it, so that no job ends with no record of its end.
         """
-        lease: Lease | None = getattr(task, "kit_lease", None)
-        if lease is None or getattr(task, "kit_write_pending", False):
+        state = run_state.peek(task)
+        if state is None or state.lease is None or state.write_pending:
             return
+        lease = state.lease
         if not self._untrack(lease):
             return
         try:
@@ -303,7 +307,7 @@ class LeaseManager:
 
     def taken_flags(self, task: Any) -> dict[str, bytes | None] | None:
         """The revoke flags read with the job's take, once; None: ask the store."""
-        lease: Lease | None = getattr(task, "kit_lease", None)
+        lease = _lease_of(task)
         if lease is None or lease.revocations is None:
             return None
         flags, lease.revocations = lease.revocations, None
@@ -314,7 +318,7 @@ class LeaseManager:
 
         False if the lease is gone already: the caller clears it now.
         """
-        lease: Lease | None = getattr(task, "kit_lease", None)
+        lease = _lease_of(task)
         if lease is None or not self.backend.clears_flags:
             return False
         with self._state_lock:
@@ -331,7 +335,7 @@ class LeaseManager:
         Huey clears a run's revoke flag before it queues the retry, which
         has the same id; so must the kit, or the retry would be skipped.
         """
-        lease: Lease | None = getattr(task, "kit_lease", None)
+        lease = _lease_of(task)
         if lease is None:
             return
         with self._state_lock:
@@ -341,7 +345,7 @@ class LeaseManager:
 
     def requeue(self, task: Task) -> bool:
         """Put a job whose run was cut short back on the queue, unchanged."""
-        lease: Lease | None = getattr(task, "kit_lease", None)
+        lease = _lease_of(task)
         if lease is None or not self._untrack(lease):
             return False
         try:
@@ -350,7 +354,7 @@ class LeaseManager:
             log.error("could not requeue job %s (%s); the reaper will recover it", task.id, exc)
             return False
         if requeued:
-            task.kit_requeued = True
+            run_state.of(task).requeued = True
             log.warning("job %s did not finish before shutdown; it is back on the queue", task.id)
         return requeued
 
@@ -420,3 +424,9 @@ class LeaseManager:
     ) -> tuple[bytes | None, Recovery] | None:
         """The reaper's verdict on one job whose worker died (see ``Reaper.judge``)."""
         return self.reaper.judge(raw, worker, counted)
+
+
+def _lease_of(task: Any) -> Lease | None:
+    """The lease a worker of this process took on ``task``, if any."""
+    state = run_state.peek(task)
+    return None if state is None else state.lease

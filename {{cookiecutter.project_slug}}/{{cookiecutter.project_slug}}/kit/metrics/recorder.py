@@ -23,6 +23,7 @@ from huey import Huey
 from huey import signals as S
 from huey.api import Task
 
+from .. import run_state
 from ..queue import BACKEND_ERRORS
 from .stores import store_for
 
@@ -79,7 +80,7 @@ class Recorder:
     def on_signal(self, signal: str, task: Task, *args: Any) -> None:
         """Huey signal handler: runs in the worker for each job transition."""
         if signal == S.SIGNAL_EXECUTING:
-            task._metrics_started = time.monotonic()
+            run_state.of(task).started = time.monotonic()
             return
         name = task.name
         if signal == S.SIGNAL_COMPLETE:
@@ -94,7 +95,8 @@ class Recorder:
             self.count("retried", name)
         else:
             return
-        started = getattr(task, "_metrics_started", None)
+        state = run_state.peek(task)
+        started = None if state is None else state.started
         if started is not None and signal != S.SIGNAL_RETRYING:
             self.observe(name, time.monotonic() - started)
 
