@@ -97,3 +97,37 @@ def test_every_public_name_is_importable_from_the_kit():
     missing = [name for name in acme_jobs.kit.__all__ if not hasattr(acme_jobs.kit, name)]
 
     assert missing == []
+
+
+# Only these modules look at which storage Huey has: the rest of the kit gets
+# its stores from the backend picked once (backends/), or talks to Huey
+# through its public API.
+STORAGE_AWARE = ("acme_jobs.kit.backends", "acme_jobs.kit.huey_seam")
+STORAGE_HANDLES = {"redis_queue", "sqlite_queue"}
+
+
+def storage_checks(path: Path) -> list[str]:
+    """``isinstance(x, ...Storage)`` and storage-handle calls in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        if node.func.id in STORAGE_HANDLES:
+            found.append(f"{node.func.id}()")
+        elif node.func.id == "isinstance" and "Storage" in ast.unparse(node.args[1]):
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_only_the_backend_and_huey_seams_check_which_storage_huey_has():
+    offending = {
+        name: checks
+        for name, path in kit_modules().items()
+        if not name.startswith(STORAGE_AWARE) and (checks := storage_checks(path))
+    }
+
+    assert offending == {}
+
+
+def test_the_storage_check_finder_sees_the_backend_seams_own_checks():
+    assert storage_checks(kit_modules()["acme_jobs.kit.backends"])

@@ -1,7 +1,6 @@
 """Configuration comes from defaults, then the environment, then test_config."""
 
 from acme_jobs import create_app
-from acme_jobs.kit.queue import backend_name
 
 
 def test_without_redis_url_the_queue_is_sqlite_in_the_instance_folder(monkeypatch, tmp_path):
@@ -10,16 +9,17 @@ def test_without_redis_url_the_queue_is_sqlite_in_the_instance_folder(monkeypatc
 
     huey = app.extensions["jobkit"].huey
 
-    assert backend_name(huey) == "sqlite"
+    assert app.extensions["jobkit"].backend.name == "sqlite"
     assert huey.storage.filename.startswith(app.instance_path)
 
 
 def test_redis_url_from_the_environment_selects_redis(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6399/2")
 
-    huey = create_app({"TESTING": True}).extensions["jobkit"].huey
+    kit = create_app({"TESTING": True}).extensions["jobkit"]
+    huey = kit.huey
 
-    assert backend_name(huey) == "redis"
+    assert kit.backend.name == "redis"
     pool = huey.storage.pool
     assert pool.connection_kwargs["socket_connect_timeout"] == 1.0
     assert pool.connection_kwargs["db"] == 2

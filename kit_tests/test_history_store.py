@@ -15,6 +15,7 @@ import pytest
 import redis
 from huey import RedisHuey, SqliteHuey
 
+from acme_jobs.kit.backends import open_backend
 from acme_jobs.kit.history import History, model
 from acme_jobs.kit.serializer import JSONSerializer
 from support import unique_queue_name
@@ -33,7 +34,7 @@ def build(backend, request, tmp_path, **config):
     else:
         huey = SqliteHuey(name, filename=str(tmp_path / f"{name}.sqlite3"), **options)
         huey.immediate = backend == "memory"
-    history = History(huey, config)
+    history = History(huey, config, open_backend(huey))
     huey.signal()(history.on_signal)
 
     @huey.task(name="greet")

@@ -37,14 +37,14 @@ def manager(app) -> LeaseManager:
 
 def another_worker(manager: LeaseManager) -> LeaseManager:
     """A second worker process on the same queue (with its own id)."""
-    other = LeaseManager(manager.huey, manager.backend, manager.settings)
+    other = LeaseManager(manager.huey, manager.store, manager.settings)
     other.listeners = manager.listeners
     return other
 
 
 def die(manager: LeaseManager) -> None:
     """What a SIGKILL looks like from outside: the registration lapses."""
-    manager.backend.register(manager.worker, time.time() - 1)
+    manager.store.register(manager.worker, time.time() - 1)
 
 
 def queued_job(app, payload=PESSOA, name="testGreet") -> str:
@@ -68,7 +68,7 @@ def test_taking_a_job_leases_it_in_the_same_step(app, manager):
 
     assert task.id == job_id
     assert pending(app) == 0
-    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [lease_of(task).raw]
+    assert [lease.raw for lease in manager.store.own(manager.worker)] == [lease_of(task).raw]
 
 
 def test_finishing_a_run_releases_its_lease(app, manager):
@@ -77,7 +77,7 @@ def test_finishing_a_run_releases_its_lease(app, manager):
 
     manager.finish(task)
 
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
     manager.finish(task)  # twice is harmless
 
 
@@ -87,7 +87,7 @@ def test_the_history_write_carries_the_release(app, manager):
 
     app.extensions["jobkit"].huey.execute(task)  # complete: the history writes once
 
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
     assert record(app, task.id)["status"] == "complete"
 
 
@@ -114,7 +114,7 @@ def test_a_job_revoked_before_a_worker_takes_it_is_not_run(app, manager):
     app.extensions["jobkit"].huey.execute(task)
 
     assert record(app, job_id)["status"] == "revoked"
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
     assert revoke_flag(app, job_id) is EmptyData  # revoked once: used up
 
 
@@ -126,7 +126,7 @@ def test_a_revoke_that_comes_while_the_job_runs_is_cleared_with_its_release(app,
     app.extensions["jobkit"].huey.execute(task)
 
     assert record(app, job_id)["status"] == "complete"
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
     assert revoke_flag(app, job_id) is EmptyData
 
 
@@ -154,7 +154,7 @@ def test_the_retry_of_a_run_revoked_while_it_ran_is_not_skipped(app, manager):
     # Any worker could have taken the retry as soon as it was queued.
     assert flag_when_queued == [EmptyData]
     assert record(app, job_id)["status"] == "failed"  # it ran again, and failed for good
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
 
 
 def test_a_worker_starts_and_ends_a_job_in_one_round_trip_to_redis(redis_url, round_trips):
@@ -173,7 +173,7 @@ def test_a_worker_starts_and_ends_a_job_in_one_round_trip_to_redis(redis_url, ro
 
     assert count() == 1  # bare Huey: BRPOP, HMGET, HDEL and its result
     assert record(app, second)["status"] == "complete"
-    assert app.extensions["jobkit"].leases.backend.own(app.extensions["jobkit"].leases.worker) == []
+    assert app.extensions["jobkit"].leases.store.own(app.extensions["jobkit"].leases.worker) == []
 
 
 def test_the_reaper_requeues_the_job_of_a_dead_worker_as_a_failed_attempt(app, manager):
@@ -248,7 +248,7 @@ def test_an_interrupted_job_goes_back_on_the_queue_unchanged(app, manager):
     assert manager.requeue(task)
 
     assert not manager.requeue(task)  # once
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
     again = app.extensions["jobkit"].huey.dequeue()
     assert (again.id, again.retries) == (job_id, task.retries)
 
@@ -259,7 +259,7 @@ def test_a_worker_shutting_down_gives_back_the_job_it_takes(app, manager):
 
     assert manager.take() is None
 
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
     assert pending(app) == 2
     manager.stopping = lambda: False
     assert manager.take().id == first  # still first in line on Redis and SQLite
@@ -281,9 +281,9 @@ def test_a_lease_left_by_a_failed_release_is_dropped_by_the_heartbeat(app, manag
     manager._untrack(lease_of(task))  # the run ended, but its release never reached the store
 
     manager.beat()
-    assert len(manager.backend.own(manager.worker)) == 1  # one look: maybe just taken
+    assert len(manager.store.own(manager.worker)) == 1  # one look: maybe just taken
     manager.beat()
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.own(manager.worker) == []
 
 
 def test_the_job_being_run_is_never_dropped_by_the_heartbeat(app, manager):
@@ -293,7 +293,7 @@ def test_the_job_being_run_is_never_dropped_by_the_heartbeat(app, manager):
     for _ in range(3):
         manager.beat()
 
-    assert len(manager.backend.own(manager.worker)) == 1
+    assert len(manager.store.own(manager.worker)) == 1
 
 
 def test_one_reaper_at_a_time_on_redis(app, manager):
@@ -302,11 +302,11 @@ def test_one_reaper_at_a_time_on_redis(app, manager):
     queued_job(app)
     manager.take()
     die(manager)
-    assert manager.backend.lock("someone-else", 10)
+    assert manager.store.lock("someone-else", 10)
 
     assert another_worker(manager).reap() == []  # the lock is taken
 
-    manager.backend.unlock("someone-else")
+    manager.store.unlock("someone-else")
     assert len(another_worker(manager).reap()) == 1
 
 
@@ -316,7 +316,7 @@ def test_a_reaper_that_died_halfway_is_finished_by_the_next(app, manager):
     die(manager)
     reaper = another_worker(manager)
     # It adopted the dead worker's lease, then died before settling it.
-    [adopted] = list(reaper.backend.adopt(manager.worker, reaper.worker))
+    [adopted] = list(reaper.store.adopt(manager.worker, reaper.worker))
     assert isinstance(adopted, Lease)
     die(reaper)
 
@@ -367,8 +367,8 @@ def test_a_worker_takes_one_job_at_a_time_from_a_short_queue(prefetching):
 def test_a_job_recovered_before_is_never_taken_with_others(prefetching):
     ids = [queued_job(prefetching) for _ in range(10)]
     manager = prefetching.extensions["jobkit"].leases
-    recoveries = manager.backend.recoveries_key
-    manager.backend.conn.hset(recoveries, mapping={ids[0]: 1, ids[3]: 1})
+    recoveries = manager.store.recoveries_key
+    manager.store.conn.hset(recoveries, mapping={ids[0]: 1, ids[3]: 1})
 
     assert manager.take().id == ids[0]
     assert pending(prefetching) == 9  # nothing taken behind it
@@ -385,7 +385,7 @@ def test_jobs_taken_ahead_go_back_to_the_front_of_the_queue_after_a_while(prefet
     assert manager.give_back_ahead(older_than=0) == 3
 
     assert pending(prefetching) == 9
-    assert [lease.raw for lease in manager.backend.own(manager.worker)] == [lease_of(running).raw]
+    assert [lease.raw for lease in manager.store.own(manager.worker)] == [lease_of(running).raw]
     assert manager.take().id == ids[1]
 
 
@@ -421,7 +421,7 @@ def test_jobs_a_dead_worker_took_ahead_run_again_without_costing_an_attempt(pref
         assert (history["status"], history["attempt"]) == ("queued", 0)
         assert history["events"][-1]["kind"] == "worker_lost"
         # From now on it is taken alone, never in a batch.
-        assert manager.backend.conn.hexists(manager.backend.recoveries_key, job_id)
+        assert manager.store.conn.hexists(manager.store.recoveries_key, job_id)
 
 
 def test_a_revoke_reaches_a_job_taken_ahead_whose_flags_are_old(prefetching, monkeypatch):
@@ -441,13 +441,13 @@ def test_a_message_no_worker_can_read_is_set_aside_alone(prefetching):
     ids = [queued_job(prefetching) for _ in range(10)]
     manager = prefetching.extensions["jobkit"].leases
     queue_key = prefetching.extensions["jobkit"].huey.storage.queue_key
-    manager.backend.conn.rpush(queue_key, b"not a job")  # first in line
+    manager.store.conn.rpush(queue_key, b"not a job")  # first in line
 
     with pytest.raises(ValueError):
         manager.take()
 
-    assert manager.backend.conn.lrange(manager.backend.dead_key, 0, -1) == [b"not a job"]
-    assert manager.backend.own(manager.worker) == []
+    assert manager.store.conn.lrange(manager.store.dead_key, 0, -1) == [b"not a job"]
+    assert manager.store.own(manager.worker) == []
     assert pending(prefetching) == 10  # nothing was taken with it
     assert manager.take().id == ids[0]
 

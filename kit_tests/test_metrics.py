@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from acme_jobs import create_app
 from acme_jobs.kit import registry
 from acme_jobs.kit.leases import Recovery
-from acme_jobs.kit.metrics.stores import store_for
 from acme_jobs.kit.queue import enqueue
 from kit_jobs.greet import Pessoa
 from support import unique_queue_name, wait_for
@@ -237,7 +236,7 @@ def test_counts_from_other_processes_add_up(tmp_path):
 
 def test_workers_alive_counts_fresh_heartbeats_only(tmp_path):
     app = make_app(tmp_path, METRICS_WORKER_TTL=15)
-    store = store_for(app.extensions["jobkit"].huey)
+    store = app.extensions["jobkit"].metrics.store
     now = time.time()
     store.add({}, ("host-a:1", 2, now))
     store.add({}, ("host-b:7", 4, now - 5))

@@ -7,7 +7,6 @@ can do its work, that is, reach the queue (send it traffic only if so).
 from flask import Blueprint, Response, jsonify
 
 from .queue import QueueUnavailable, backend_name, ping
-from .state import kit_state
 
 bp = Blueprint("health", __name__)
 
@@ -19,7 +18,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response | tuple[Response, int]:
-    backend = backend_name(kit_state().huey)
+    backend = backend_name()
     try:
         ping()
     except QueueUnavailable as exc:

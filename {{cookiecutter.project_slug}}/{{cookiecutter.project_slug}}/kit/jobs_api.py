@@ -13,7 +13,8 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import registry
-from .queue import BACKEND_ERRORS, QueueUnavailable
+from .backends import BACKEND_ERRORS
+from .queue import QueueUnavailable
 from .queue import dispatch as dispatch_job
 from .state import kit_state
 

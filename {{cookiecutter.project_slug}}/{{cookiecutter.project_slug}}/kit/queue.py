@@ -10,7 +10,6 @@ in the calling process.
 import contextlib
 import logging
 import os
-import sqlite3
 import time
 import uuid
 from typing import Any, NamedTuple
@@ -23,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import leases, registry, unique
+from .backends import BACKEND_ERRORS, open_backend
 from .controls import Controls, register_periodic
 from .history import History
 from .huey_seam import KitHuey
@@ -32,9 +32,6 @@ from .serializer import JSONSerializer
 from .state import EXTENSION, KitState, kit_state
 
 log = logging.getLogger(__name__)
-
-# What a broken queue backend raises: turned into "503, try again later".
-BACKEND_ERRORS = (redis.RedisError, sqlite3.Error, OSError)
 
 
 class UnknownJob(LookupError):
@@ -79,7 +76,9 @@ def create_huey(config: dict[str, Any], instance_path: str) -> KitHuey:
 def init_app(app: Flask) -> Huey:
     """Create the app's Huey, register every job on it and record history."""
     huey = create_huey(app.config, app.instance_path)
-    history = History(huey, app.config)
+    # Redis or SQLite, picked once: every store below comes from it.
+    backend = open_backend(huey)
+    history = History(huey, app.config, backend)
     huey.signal()(history.on_signal)
     # The heartbeat reports the worker type and count the consumer runs.
     huey.hooks.consumer_listeners.append(history.consumer_started)
@@ -87,17 +86,19 @@ def init_app(app: Flask) -> Huey:
     wrappers = {job.name: _register(huey, app, job) for job in found.values()}
     # Every job a worker takes is leased until its run is over, so a worker
     # that dies mid-job loses nothing (see leases/).
-    manager = leases.install(huey, leases.LeaseSettings.from_config(app.config))
+    settings = leases.LeaseSettings.from_config(app.config)
+    manager = leases.install(huey, settings, backend.leases())
     if manager is not None:
         # Lease releases ride on the history's last write of each run.
         history.write_hooks.append(manager.write_hook)
         manager.on_recovery(lambda recovery: _record_recovery(history, recovery))
     app.extensions[EXTENSION] = KitState(
         huey=huey,
+        backend=backend,
         history=history,
         # Progress, per-job logs, cancel, pause and periodic runs (see controls/).
-        controls=Controls(huey, history, app.config).install(),
-        claims=unique.open_claims(huey),
+        controls=Controls(huey, history, app.config, backend).install(),
+        claims=backend.claims(),
         tasks=wrappers,
         leases=manager,
     )
@@ -225,8 +226,9 @@ def ping() -> None:
         raise QueueUnavailable(str(exc)) from exc
 
 
-def backend_name(huey: KitHuey) -> str:
-    return huey.backend
+def backend_name() -> str:
+    """The current app's queue backend: "redis" or "sqlite"."""
+    return kit_state().backend.name
 
 
 def queue_overview(hours: float = 1) -> dict[str, Any]:

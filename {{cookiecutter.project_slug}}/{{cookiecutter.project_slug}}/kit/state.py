@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from huey import Huey
     from huey.api import TaskWrapper
 
+    from .backends import Backend
     from .controls import Controls
     from .history import History
     from .leases import LeaseManager
@@ -30,6 +31,8 @@ class KitState:
     """The app's queue and everything built around it."""
 
     huey: Huey
+    # Redis or SQLite: builds every store the kit keeps beside the queue.
+    backend: Backend
     history: History
     controls: Controls
     claims: Claims

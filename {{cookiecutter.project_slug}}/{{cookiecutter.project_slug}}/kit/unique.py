@@ -16,9 +16,7 @@ from __future__ import annotations
 import threading
 import time
 
-from huey import Huey
-
-from .huey_seam import RedisQueue, SqliteQueue, redis_queue, sqlite_queue
+from .huey_seam import RedisQueue, SqliteQueue
 
 # Delete a claim only if it still names the job that made it.
 _RELEASE_LUA = """
@@ -123,11 +121,3 @@ class MemoryClaims:
 
 
 Claims = RedisClaims | SqliteClaims | MemoryClaims
-
-
-def open_claims(huey: Huey) -> Claims:
-    if (queue := redis_queue(huey.storage)) is not None:
-        return RedisClaims(queue)
-    if (tasks := sqlite_queue(huey.storage)) is not None:
-        return SqliteClaims(tasks)
-    return MemoryClaims()

@@ -16,34 +16,33 @@ State lives in the queue's own backend (``redis_store``, ``sqlite_store``),
 so every web process and worker sees the same pauses and requests.
 """
 
+from __future__ import annotations
+
 import datetime
 import logging
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from huey import Huey
 from huey import signals as S
 from huey.api import PeriodicTask, Task, TaskWrapper
-from huey.storage import MemoryStorage
 
 from .. import registry
+from ..backends import BACKEND_ERRORS
 from ..history import History
 from ..history import model as history_model
-from ..huey_seam import KitHuey, redis_queue, sqlite_queue
+from ..huey_seam import KitHuey
 from . import model
 from .model import QUEUE, Flush, LogLimits, job_target, parse_lines, present_progress
 from .recorder import Recorder
-from .redis_store import RedisControlStore
-from .sqlite_store import SqliteControlStore
+
+if TYPE_CHECKING:
+    from ..backends import Backend
 
 log = logging.getLogger(__name__)
-
-BACKEND_ERRORS = (redis.RedisError, sqlite3.Error, OSError)
 
 # Signals that end a run that may have reported progress or logged.
 RUN_ENDINGS = frozenset(
@@ -78,7 +77,7 @@ class ControlSettings:
     cancel_ttl: int = 7 * 86400
 
     @classmethod
-    def from_config(cls, config: Any) -> "ControlSettings":
+    def from_config(cls, config: Any) -> ControlSettings:
         def get(key: str, default: Any) -> Any:
             value = config.get(key)
             return default if value is None else value
@@ -112,11 +111,11 @@ class NotPeriodic(LookupError):
 class Controls:
     """Progress, logs, cancel, pause, periodic runs and audit for one Huey."""
 
-    def __init__(self, huey: KitHuey, history: History, config: Any):
+    def __init__(self, huey: KitHuey, history: History, config: Any, backend: Backend):
         self.huey = huey
         self.history = history
         self.settings = ControlSettings.from_config(config)
-        self.store = open_store(huey, history, self.settings.logs)
+        self.store = backend.control_store(history.store, self.settings.logs)
         self.recorder = Recorder(
             self.store,
             self.settings.progress_interval,
@@ -126,7 +125,7 @@ class Controls:
         )
         self._pauses = PauseCache(self.store, self.settings.pause_check)
 
-    def install(self) -> "Controls":
+    def install(self) -> Controls:
         """Hook into the history's writes, Huey's signals, its dequeue and scheduler."""
         from ..progress import install_log_handler
 
@@ -427,21 +426,6 @@ class PauseGate:
         if target in pauses and controls.hold(task, target):
             return None
         return task
-
-
-def open_store(
-    huey: Huey, history: History, limits: LogLimits
-) -> RedisControlStore | SqliteControlStore:
-    """The control store next to this Huey's queue and history."""
-    storage = huey.storage
-    if (queue := redis_queue(storage)) is not None:
-        return RedisControlStore(queue.conn, queue.name, queue.queue_key, limits)
-    tasks = sqlite_queue(storage)
-    if tasks is not None or isinstance(storage, MemoryStorage):
-        # In immediate mode, the history's private in-memory database, and
-        # no queue table to hold jobs back from.
-        return SqliteControlStore(history.store.db, storage.name, limits, tasks)
-    raise TypeError(f"job controls support Redis and SQLite, not {type(storage).__name__}")
 
 
 def register_periodic(

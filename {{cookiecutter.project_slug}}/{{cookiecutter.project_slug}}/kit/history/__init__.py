@@ -14,25 +14,26 @@ worker, a job that finishes quickly costs no write of its own: its end joins
 other jobs' ends in one write from a background thread (see ``tracker``).
 """
 
+from __future__ import annotations
+
 import datetime
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huey import Huey
 from huey import signals as S
 from huey.api import Task
-from huey.exceptions import ConfigurationError
-from huey.storage import MemoryStorage
 
 from .. import run_state
 from ..huey_hooks import ConsumerStart
-from ..huey_seam import emit, redis_queue, sqlite_queue
+from ..huey_seam import emit
 from . import model
 from .model import Change, Settings, event
 from .reading import Reading
-from .redis_store import RedisStore
-from .sqlite_store import SqliteStore
 from .tracker import Running, Tracker
+
+if TYPE_CHECKING:
+    from ..backends import Backend
 
 __all__ = ["History", "Settings", "model"]
 
@@ -56,10 +57,10 @@ FAILURES = {
 class History(Reading):
     """Records jobs from Huey's signals and answers questions about them (``reading``)."""
 
-    def __init__(self, huey: Huey, config: Mapping[str, Any] | None = None):
+    def __init__(self, huey: Huey, config: Mapping[str, Any] | None, backend: Backend):
         self.huey = huey
         self.settings = Settings.from_config(config or {})
-        self.store = open_store(huey, self.settings)
+        self.store = backend.history_store(self.settings)
         self.tracker = Tracker(self._publish, self._write_all, self.settings)
         huey.on_startup("job_history")(self.tracker.worker_started)
         huey.on_shutdown("job_history")(self._worker_stopped)
@@ -459,18 +460,6 @@ def _keep_result(task: Task, value: Any, exc: BaseException | None) -> None:
     """Huey runs post-execute hooks just before the "complete" signal."""
     if exc is None:
         run_state.of(task).result = value
-
-
-def open_store(huey: Huey, settings: Settings) -> RedisStore | SqliteStore:
-    """The store that lives next to this Huey's queue."""
-    storage = huey.storage
-    if (queue := redis_queue(storage)) is not None:
-        return RedisStore(queue, settings)
-    if (tasks := sqlite_queue(storage)) is not None:
-        return SqliteStore(storage.name, settings, tasks)
-    if isinstance(storage, MemoryStorage):
-        return SqliteStore(storage.name, settings, tasks=None)
-    raise ConfigurationError(f"job history supports Redis and SQLite, not {type(storage).__name__}")
 
 
 def job_payload(task: Task) -> Any:

@@ -28,8 +28,8 @@ A dead worker's jobs are back on the queue at most ``LEASE_TIMEOUT`` +
 default), whether or not a worker restarts on that machine, as long as one
 worker runs somewhere. Recovered jobs run again, so jobs must be idempotent.
 
-The package: ``model`` (settings, a lease, a recovery), one backend per
-store (``redis_backend`` with its Lua scripts, ``sqlite_backend``), the
+The package: ``model`` (settings, a lease, a recovery), one lease store per
+backend (``redis_store`` with its Lua scripts, ``sqlite_store``), the
 ``manager`` (per-process state, taking and releasing, the heartbeat) and
 the ``reaper``.
 """
@@ -38,12 +38,12 @@ from __future__ import annotations
 
 from huey import signals as S
 
-from ..huey_seam import KitHuey, redis_queue, sqlite_queue
+from ..huey_seam import KitHuey
 from .manager import LeaseManager
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener, display_name
 from .reaper import Reaper
-from .redis_backend import RedisLeases
-from .sqlite_backend import SqliteLeases
+from .redis_store import RedisLeases
+from .sqlite_store import SqliteLeases
 
 __all__ = [
     "Lease",
@@ -60,18 +60,17 @@ __all__ = [
 ]
 
 
-def install(huey: KitHuey, settings: LeaseSettings) -> LeaseManager | None:
-    """Give ``huey`` its lease manager: the delivery its dequeue and runs go through."""
-    if not settings.enabled or not isinstance(huey, KitHuey) or huey.immediate:
+def install(
+    huey: KitHuey, settings: LeaseSettings, store: RedisLeases | SqliteLeases | None
+) -> LeaseManager | None:
+    """Give ``huey`` its lease manager: the delivery its dequeue and runs go through.
+
+    ``store`` is the backend's lease store; None (immediate mode) or leases
+    turned off (``LEASES_ENABLED``) leave Huey's own at-most-once delivery.
+    """
+    if not settings.enabled or store is None:
         return None
-    backend: RedisLeases | SqliteLeases
-    if (redis_handle := redis_queue(huey.storage)) is not None:
-        backend = RedisLeases(redis_handle)
-    elif (sqlite_handle := sqlite_queue(huey.storage)) is not None:
-        backend = SqliteLeases(sqlite_handle)
-    else:
-        return None
-    manager = LeaseManager(huey, backend, settings)
+    manager = LeaseManager(huey, store, settings)
     huey.hooks.delivery = manager
     huey.hooks.consumer_listeners.append(manager.consumer_started)
     huey.on_startup("kit_leases")(manager.worker_started)

@@ -29,8 +29,8 @@ from .. import run_state
 from ..huey_hooks import ConsumerStart
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener
 from .reaper import Reaper
-from .redis_backend import RedisLeases
-from .sqlite_backend import SqliteLeases
+from .redis_store import RedisLeases
+from .sqlite_store import SqliteLeases
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,12 @@ class LeaseManager:
     jobs, and the heartbeat thread starts with a process's first worker.
     """
 
-    def __init__(self, huey: Huey, backend: RedisLeases | SqliteLeases, settings: LeaseSettings):
+    def __init__(self, huey: Huey, store: RedisLeases | SqliteLeases, settings: LeaseSettings):
         self.huey = huey
-        self.backend = backend
+        self.store = store
         self.settings = settings
-        self.outage = Outage(f"the queue ({backend.label})")
-        self.reaper = Reaper(backend, settings, huey.serializer, self.outage)
+        self.outage = Outage(f"the queue ({store.label})")
+        self.reaper = Reaper(store, settings, huey.serializer, self.outage)
         # Called for each recovered or parked job, *before* it is queued
         # again (the job history records "worker lost" there).
         self.listeners: list[RecoveryListener] = []
@@ -83,7 +83,7 @@ class LeaseManager:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
-        # Leases of jobs running in this process, by backend identity.
+        # Leases of jobs running in this process, by the store's identity.
         self._live: dict[Any, int] = {}
         self._suspects: set[Any] = set()
         self._take_failures = 0
@@ -101,8 +101,8 @@ class LeaseManager:
 
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
-        """What the backend raises when the queue's store is unreachable."""
-        return self.backend.errors
+        """What the lease store raises when it is unreachable."""
+        return self.store.errors
 
     def consumer_started(self, start: ConsumerStart) -> None:
         """A consumer listener (``KitHuey.hooks``): know when it begins to stop.
@@ -136,10 +136,10 @@ class LeaseManager:
                 return
             self._stop.set()
         self.give_back_ahead()
-        with contextlib.suppress(*self.backend.errors):
+        with contextlib.suppress(*self.store.errors):
             # A process that still holds a lease (a job it could not put
             # back) stays registered until that lapses; the reaper takes over.
-            self.backend.unregister(self.worker)
+            self.store.unregister(self.worker)
 
     # Taking and finishing jobs.
 
@@ -167,8 +167,8 @@ class LeaseManager:
         except Exception:
             log.exception("set aside a queue message no worker can read: %r", lease.raw[:500])
             self._untrack(lease)
-            with contextlib.suppress(*self.backend.errors):
-                self.backend.bury(lease)
+            with contextlib.suppress(*self.store.errors):
+                self.store.bury(lease)
             raise
         lease.priority = task.priority or 0
         # The run starts here: its state holds the lease until it is over.
@@ -176,16 +176,16 @@ class LeaseManager:
         return task
 
     def _take_leases(self) -> Lease | None:
-        """Take the next job (and maybe more, ahead) from the backend."""
+        """Take the next job (and maybe more, ahead) from the lease store."""
         # The registration is renewed by the heartbeat, and here at most once
         # a second: a busy worker need not pay for it with every job.
         now = time.time()
         renew = now - self._renewed_at >= RENEW_ON_TAKE_EVERY
-        ahead = self.settings.prefetch - 1 if self.backend.prefetches else 0
+        ahead = self.settings.prefetch - 1 if self.store.prefetches else 0
         try:
             expires_at = now + self.settings.timeout if renew else None
-            leases = self.backend.take(self.worker, expires_at, ahead)
-        except self.backend.errors as exc:
+            leases = self.store.take(self.worker, expires_at, ahead)
+        except self.store.errors as exc:
             self.outage.failed(exc)
             self._take_failures += 1
             # Redis storage counts as "blocking", so Huey's worker loop would
@@ -239,8 +239,8 @@ class LeaseManager:
     def _give_back(self, lease: Lease) -> bool:
         """Put a job this worker took but will not run back at the front of the queue."""
         try:
-            self.backend.requeue(lease, front=True)
-        except self.backend.errors as exc:
+            self.store.requeue(lease, front=True)
+        except self.store.errors as exc:
             # The lease stays: the job runs here, or, if this worker stops
             # first, the reaper recovers it.
             log.error("could not put a job back on the queue: %s", exc)
@@ -249,13 +249,13 @@ class LeaseManager:
         return True
 
     def _track(self, lease: Lease) -> None:
-        key = self.backend.identity(lease)
+        key = self.store.identity(lease)
         with self._state_lock:
             self._live[key] = self._live.get(key, 0) + 1
 
     def _untrack(self, lease: Lease) -> bool:
         """Mark a lease as done here; False if it already was."""
-        key = self.backend.identity(lease)
+        key = self.store.identity(lease)
         with self._state_lock:
             if lease.released:
                 return False
@@ -284,7 +284,7 @@ class LeaseManager:
             return
         last = signal in _LAST_WRITE or (signal in _FAILURE and not task.retries)
         if last and self._untrack(lease):
-            self.backend.add_release(handle, lease, task.id)
+            self.store.add_release(handle, lease, task.id)
 
     def finish(self, task: Task) -> None:
         """Release the task's lease: its run is over, whatever the outcome.
@@ -299,8 +299,8 @@ class LeaseManager:
         if not self._untrack(lease):
             return
         try:
-            self.backend.release(lease, task.id)
-        except self.backend.errors as exc:
+            self.store.release(lease, task.id)
+        except self.store.errors as exc:
             # The heartbeat's check releases it later; if this process dies
             # first, the job runs once more (at least once, never lost).
             log.warning("could not release the lease on job %s yet: %s", task.id, exc)
@@ -319,7 +319,7 @@ class LeaseManager:
         False if the lease is gone already: the caller clears it now.
         """
         lease = _lease_of(task)
-        if lease is None or not self.backend.clears_flags:
+        if lease is None or not self.store.clears_flags:
             return False
         with self._state_lock:
             # _untrack() marks a lease released under this lock: the flag
@@ -349,8 +349,8 @@ class LeaseManager:
         if lease is None or not self._untrack(lease):
             return False
         try:
-            requeued = self.backend.requeue(lease)
-        except self.backend.errors as exc:
+            requeued = self.store.requeue(lease)
+        except self.store.errors as exc:
             log.error("could not requeue job %s (%s); the reaper will recover it", task.id, exc)
             return False
         if requeued:
@@ -367,7 +367,7 @@ class LeaseManager:
     def _keep(self) -> None:
         next_beat = next_reap = time.monotonic()  # look at once: this may be a restart
         # While jobs may be taken ahead, look at them twice per PREFETCH_HOLD.
-        prefetching = self.backend.prefetches and self.settings.prefetch > 1
+        prefetching = self.store.prefetches and self.settings.prefetch > 1
         tick = PREFETCH_HOLD / 2 if prefetching else float("inf")
         while True:
             now = time.monotonic()
@@ -388,10 +388,10 @@ class LeaseManager:
         """Renew this worker's registration; drop leases nobody here holds."""
         try:
             now = time.time()
-            self.backend.register(self.worker, now + self.settings.timeout)
+            self.store.register(self.worker, now + self.settings.timeout)
             self._renewed_at = now
             self._check_own()
-        except self.backend.errors as exc:
+        except self.store.errors as exc:
             self.outage.failed(exc)
             return
         self.outage.ok()
@@ -405,13 +405,13 @@ class LeaseManager:
         """
         with self._state_lock:
             live = set(self._live)
-        found = {self.backend.identity(lease): lease for lease in self.backend.own(self.worker)}
+        found = {self.store.identity(lease): lease for lease in self.store.own(self.worker)}
         orphans = set(found) - live
         stale = orphans & self._suspects
         self._suspects = orphans - stale
         for key in stale:
             log.warning("released a lease left over from a failed write")
-            self.backend.drop(found[key])
+            self.store.drop(found[key])
 
     # The reaper, run by the heartbeat thread (see reaper.py).
 

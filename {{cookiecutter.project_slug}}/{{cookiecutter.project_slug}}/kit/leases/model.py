@@ -1,6 +1,6 @@
 """The lease model: settings, a lease, the reaper's verdict, an outage log.
 
-Plain data shared by the backends (``redis_backend``, ``sqlite_backend``),
+Plain data shared by the lease stores (``redis_store``, ``sqlite_store``),
 the manager and the reaper; nothing here talks to a store.
 """
 

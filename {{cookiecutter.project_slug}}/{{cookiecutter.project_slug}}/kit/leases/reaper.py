@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener, display_name
-from .redis_backend import RedisLeases
-from .sqlite_backend import SqliteLeases
+from .redis_store import RedisLeases
+from .sqlite_store import SqliteLeases
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +27,12 @@ class Reaper:
 
     def __init__(
         self,
-        backend: RedisLeases | SqliteLeases,
+        store: RedisLeases | SqliteLeases,
         settings: LeaseSettings,
         serializer: Any,
         outage: Outage,
     ):
-        self.backend = backend
+        self.store = store
         self.settings = settings
         self.serializer = serializer  # the queue's (Huey's) message serializer
         # Shared with the manager: a reaper does not judge while the queue
@@ -53,21 +53,21 @@ class Reaper:
             # worker: give them one lease period to renew before judging.
             return []
         token = secrets.token_hex(8)
-        backend = self.backend
+        store = self.store
         done: list[Recovery] = []
         try:
-            if not backend.lock(token, self.settings.timeout):
+            if not store.lock(token, self.settings.timeout):
                 return []
             try:
-                for lease in list(backend.leftovers(me)):
+                for lease in list(store.leftovers(me)):
                     self._recover(lease, me, done, listeners)
-                for worker in backend.lapsed(time.time(), me):
-                    for lease in backend.adopt(worker, me):
+                for worker in store.lapsed(time.time(), me):
+                    for lease in store.adopt(worker, me):
                         self._recover(lease, worker, done, listeners)
-                    backend.forget(worker, time.time())
+                    store.forget(worker, time.time())
             finally:
-                backend.unlock(token)
-        except backend.errors as exc:
+                store.unlock(token)
+        except store.errors as exc:
             self.outage.failed(exc)
         return done
 
@@ -80,7 +80,7 @@ class Reaper:
     ) -> None:
         verdict = self.judge(lease.raw, worker, counted=not lease.prefetched)
         if verdict is None:
-            self.backend.bury(lease)
+            self.store.bury(lease)
             return
         new_raw, recovery = verdict
         for listener in listeners:
@@ -88,7 +88,7 @@ class Reaper:
                 listener(recovery)
             except Exception:
                 log.exception("recovery listener failed for job %s", recovery.job_id)
-        self.backend.settle(lease, new_raw, recovery)
+        self.store.settle(lease, new_raw, recovery)
         if recovery.requeued:
             log.warning(
                 "recovered job %s (%s): %s", recovery.job_id, recovery.job_name, recovery.reason
@@ -119,7 +119,7 @@ class Reaper:
             log.exception("dropped a leased message no worker can read: %r", raw[:500])
             return None
         job_name = job_name.rsplit(".", 1)[-1]  # Huey's "module.name"
-        before = self.backend.recoveries(job_id)
+        before = self.store.recoveries(job_id)
         dead = display_name(worker)
         if not counted:
             # Settling it leaves an entry in the recoveries, which keeps the

@@ -53,12 +53,11 @@ from huey import Huey
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from ..backends import BACKEND_ERRORS
 from ..monitor import security
-from ..queue import BACKEND_ERRORS
 from ..state import kit_state
 from .collector import JobsCollector
 from .recorder import Recorder
-from .stores import store_for
 
 __all__ = ["Recorder", "bp", "init_app"]
 
@@ -109,7 +108,7 @@ def metrics() -> Response:
     recorder: Recorder = kit.metrics
     recorder.flush()  # this process's own counts are up to date at least
     try:
-        snapshot = store_for(huey).read(current_app.config["METRICS_WORKER_TTL"])
+        snapshot = recorder.store.read(current_app.config["METRICS_WORKER_TTL"])
     except BACKEND_ERRORS as exc:
         return Response(f"the job store is unreachable: {exc}\n", 503, mimetype="text/plain")
     registry = CollectorRegistry(auto_describe=False)
@@ -128,7 +127,9 @@ def init_app(app: Flask) -> Recorder:
     kit = kit_state(app)
     huey: Huey = kit.huey
     recorder = Recorder(
-        huey, app.config["METRICS_DURATION_BUCKETS"], app.config["METRICS_FLUSH_INTERVAL"]
+        kit.backend.metrics_store(),
+        app.config["METRICS_DURATION_BUCKETS"],
+        app.config["METRICS_FLUSH_INTERVAL"],
     )
     huey.signal()(recorder.on_signal)
     huey.on_startup("metrics_heartbeat")(recorder.worker_started)

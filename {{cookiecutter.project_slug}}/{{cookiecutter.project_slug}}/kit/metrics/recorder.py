@@ -19,13 +19,12 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from huey import Huey
 from huey import signals as S
 from huey.api import Task
 
 from .. import run_state
-from ..queue import BACKEND_ERRORS
-from .stores import store_for
+from ..backends import BACKEND_ERRORS
+from .stores import MetricsStore
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,9 @@ class Recorder:
     lock; a daemon thread per process writes the batch to the backend.
     """
 
-    def __init__(self, huey: Huey, buckets: Iterable[float], flush_interval: float):
-        self.huey = huey
+    def __init__(self, store: MetricsStore, buckets: Iterable[float], flush_interval: float):
+        # Where the counts go: the backend's metrics store (backends/).
+        self.store = store
         self.buckets = (*sorted(float(b) for b in buckets), float("inf"))
         self.bucket_names = tuple(_bound(b) for b in self.buckets)
         self.flush_interval = float(flush_interval)
@@ -164,7 +164,7 @@ class Recorder:
             # slots == 0 removes this process's heartbeat: its workers stopped.
             heartbeat = (self.worker_id, slots, time.time()) if announced else None
             try:
-                store_for(self.huey).add(pending, heartbeat)
+                self.store.add(pending, heartbeat)
             except BACKEND_ERRORS as exc:
                 with self._lock:
                     self._pending.update(pending)  # try again next time

@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from huey import Huey
 from huey.storage import SqliteStorage
 
-from ..huey_seam import RedisQueue, SqliteQueue, redis_queue
+from ..huey_seam import RedisQueue, SqliteQueue
 
 
 @dataclass
@@ -77,14 +76,12 @@ class SqliteMetricsStore:
         " slots integer not null, seen real not null, primary key (queue, worker))",
     )
 
-    def __init__(self, storage: SqliteStorage):
+    def __init__(self, storage: SqliteStorage, tasks: SqliteQueue):
         self.storage = storage
-        self.tasks = SqliteQueue(storage)
-        if not getattr(storage, "_metrics_tables", False):
-            with self.tasks.db(commit=True) as cursor:
-                for statement in self.DDL:
-                    cursor.execute(statement)
-            storage._metrics_tables = True
+        self.tasks = tasks
+        with self.tasks.db(commit=True) as cursor:
+            for statement in self.DDL:
+                cursor.execute(statement)
 
     def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
         name = self.storage.name
@@ -140,11 +137,11 @@ class MemoryMetricsStore:
 
     def __init__(self, storage: Any):
         self.storage = storage
-        if not hasattr(storage, "_metrics"):
-            storage._metrics = (collections.Counter(), {})
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.workers: dict[str, list] = {}
 
     def add(self, counts: dict[str, int], heartbeat: tuple[str, int, float] | None) -> None:
-        counters, workers = self.storage._metrics
+        counters, workers = self.counters, self.workers
         counters.update(counts)
         if heartbeat and heartbeat[1]:
             workers[heartbeat[0]] = [heartbeat[1], heartbeat[2]]
@@ -152,7 +149,7 @@ class MemoryMetricsStore:
             workers.pop(heartbeat[0], None)
 
     def read(self, stale_after: float) -> Snapshot:
-        counters, workers = self.storage._metrics
+        counters, workers = self.counters, self.workers
         items = self.storage.enqueued_items(limit=1)
         snapshot = Snapshot(
             counters=dict(counters),
@@ -163,6 +160,9 @@ class MemoryMetricsStore:
         snapshot.workers, _ = _split_workers(dict(workers), stale_after)
         return snapshot
 
+
+# What a metrics store is, whichever backend holds it.
+MetricsStore = RedisMetricsStore | SqliteMetricsStore | MemoryMetricsStore
 
 # Heartbeats older than this are deleted when read, not just ignored.
 FORGET_WORKERS_AFTER = 24 * 3600
@@ -175,12 +175,3 @@ def _split_workers(
     alive = {w: (int(s), float(t)) for w, (s, t) in raw.items() if now - t <= stale_after}
     gone = [w for w, (_, t) in raw.items() if now - t > FORGET_WORKERS_AFTER]
     return alive, gone
-
-
-def store_for(huey: Huey) -> RedisMetricsStore | SqliteMetricsStore | MemoryMetricsStore:
-    storage = huey.storage  # immediate mode swaps it, so look it up each time
-    if (queue := redis_queue(storage)) is not None:
-        return RedisMetricsStore(queue)
-    if isinstance(storage, SqliteStorage):
-        return SqliteMetricsStore(storage)
-    return MemoryMetricsStore(storage)

@@ -19,7 +19,7 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..queue import BACKEND_ERRORS
+from ..backends import BACKEND_ERRORS
 from ..state import kit_state
 from . import present, security
 

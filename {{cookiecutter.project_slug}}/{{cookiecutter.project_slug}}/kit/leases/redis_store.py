@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from ..backends import BACKEND_ERRORS
 from ..huey_seam import REVOKE_PREFIX, TYPE_REVOKE_PREFIX, RedisQueue
 from .model import Lease, Recovery
 
@@ -165,7 +166,7 @@ class RedisLeases:
     """
 
     label = "Redis"
-    errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+    errors: tuple[type[BaseException], ...] = BACKEND_ERRORS
     prefetches = True
 
     def __init__(self, queue: RedisQueue):

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from ..backends import BACKEND_ERRORS
 from ..huey_seam import SqliteQueue
 from .model import Lease, Recovery
 
@@ -39,7 +40,7 @@ class SqliteLeases:
     """
 
     label = "SQLite"
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    errors: tuple[type[BaseException], ...] = BACKEND_ERRORS
     # One job per take: SQLite workers poll, and a poll is no round trip to
     # a server, so taking jobs ahead would save little.
     prefetches = False
