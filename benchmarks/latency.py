@@ -45,7 +45,7 @@ def main() -> None:
 
     import bare_huey
     from bench_jobs import create_app
-    from bench_jobs.queue import enqueue
+    from bench_jobs.kit import enqueue
 
     kit_sqlite = str(data / "kit.sqlite3")
     bare_sqlite = str(data / "bare.sqlite3")

@@ -55,7 +55,7 @@ def main() -> None:
     conn = redis.Redis.from_url(url)
 
     from bench_jobs import create_app
-    from bench_jobs.queue import enqueue
+    from bench_jobs.kit import enqueue
 
     app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit"})
 

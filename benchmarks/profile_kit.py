@@ -134,7 +134,7 @@ def main() -> None:
     import bare_huey
     import minimal_app
     from bench_jobs import create_app
-    from bench_jobs.queue import enqueue
+    from bench_jobs.kit import enqueue
 
     app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit", "SECRET_KEY": "bench"})
     kit_huey = app.extensions["jobkit"].huey

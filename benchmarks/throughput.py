@@ -75,7 +75,7 @@ def main() -> None:
 
     from bare_huey import noop
     from bench_jobs import create_app
-    from bench_jobs.queue import enqueue
+    from bench_jobs.kit import enqueue
 
     app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit", "SECRET_KEY": "bench"})
 
