@@ -110,11 +110,13 @@ def storage_checks(path: Path) -> list[str]:
     """``isinstance(x, ...Storage)`` and storage-handle calls in ``path``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        if not isinstance(node, ast.Call):
             continue
-        if node.func.id in STORAGE_HANDLES:
-            found.append(f"{node.func.id}()")
-        elif node.func.id == "isinstance" and "Storage" in ast.unparse(node.args[1]):
+        # A bare call (``redis_queue(s)``) or through a module (``seam.redis_queue(s)``).
+        called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        if called in STORAGE_HANDLES:
+            found.append(f"{called}()")
+        elif called == "isinstance" and "Storage" in ast.unparse(node.args[1]):
             found.append(ast.unparse(node))
     return found
 

@@ -20,7 +20,6 @@ from huey.consumer_options import ConsumerConfig
 from huey.storage import RedisStorage, SqliteStorage
 
 from acme_jobs.kit import huey_seam
-from acme_jobs.kit.huey_hooks import Hooks
 from acme_jobs.kit.huey_seam import (
     ATTRIBUTE,
     CALL,
@@ -193,7 +192,6 @@ def test_a_consumer_tells_its_listeners_it_started_and_when_it_stops(huey):
 
     [start] = started
     assert (start.worker_type, start.workers, start.stopping()) == ("thread", 3, True)
-    assert isinstance(huey.hooks, Hooks)
 
 
 def test_a_signal_made_graceful_stops_the_consumer_gracefully(huey):

@@ -1,9 +1,11 @@
 """Run commands inside projects baked from the template.
 
-Baked projects are not installed: each command runs with this interpreter
-(the shared .venv made by scripts/test.py holds every dependency), from the
-project's root, with PYTHONPATH pointing there. REDIS_URL and REQUIRE_REDIS
-pass through from the environment.
+By default a baked project is not installed: a command runs with this
+interpreter (the shared .venv made by scripts/test.py holds every
+dependency), from the project's root, with PYTHONPATH pointing there. A test
+that installed the project in a venv of its own passes that venv's
+``python`` and ``pythonpath=False``. REDIS_URL and REQUIRE_REDIS pass
+through from the environment.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ def run_in_project(
     *args: str,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
+    pythonpath: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python *args`` in ``project``; stdout and stderr are merged."""
-    environ = dict(os.environ, PYTHONPATH=str(project), PYTHONUNBUFFERED="1")
+    environ = dict(os.environ, PYTHONUNBUFFERED="1")
+    if pythonpath:
+        environ["PYTHONPATH"] = str(project)
+    else:
+        environ.pop("PYTHONPATH", None)
     # Settings meant for this test session must not leak into the baked one.
     environ.pop("PYTEST_ADDOPTS", None)
     environ.update(env or {})

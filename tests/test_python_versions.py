@@ -84,10 +84,26 @@ def test_venv_runs_the_offered_version(installed):
         "-c",
         "import sys; print('%d.%d' % sys.version_info[:2])",
         python=installed.python,
+        pythonpath=False,
     )
 
     assert_succeeded(result)
     assert result.stdout.strip() == installed.version
+
+
+def test_the_installed_package_ships_the_monitors_files(installed, tmp_path):
+    # Run from elsewhere, so that only the installed package can be found.
+    result = run_in_project(
+        tmp_path,
+        "-c",
+        "import importlib.resources as r, acme_jobs.kit.monitor as m;"
+        " print(r.files(m).joinpath('templates/monitor/base.html').is_file())",
+        python=installed.python,
+        pythonpath=False,
+    )
+
+    assert_succeeded(result)
+    assert result.stdout.strip() == "True"
 
 
 def test_installed_project_passes_its_test_suite(installed):
@@ -99,6 +115,7 @@ def test_installed_project_passes_its_test_suite(installed):
         "-p",
         "no:cacheprovider",
         python=installed.python,
+        pythonpath=False,
     )
 
     assert_succeeded(result)
@@ -106,7 +123,13 @@ def test_installed_project_passes_its_test_suite(installed):
 
 def test_installed_project_passes_ruff_check(installed):
     result = run_in_project(
-        installed.project, "-m", "ruff", "check", ".", python=installed.python
+        installed.project,
+        "-m",
+        "ruff",
+        "check",
+        ".",
+        python=installed.python,
+        pythonpath=False,
     )
 
     assert_succeeded(result)
@@ -121,6 +144,7 @@ def test_installed_project_is_ruff_formatted(installed):
         "--check",
         ".",
         python=installed.python,
+        pythonpath=False,
     )
 
     assert_succeeded(result)

@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from {{ cookiecutter.project_slug }} import create_app
+from helpers import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,13 +56,6 @@ def queue_app(tmp_path):
 @pytest.fixture
 def queue_client(queue_app):
     return queue_app.test_client()
-
-
-def pending(app) -> int:
-    """How many jobs wait in the app's queue."""
-    from {{ cookiecutter.project_slug }} import jobkit
-
-    return jobkit.huey(app).pending_count()
 
 
 @pytest.fixture(scope="session")
@@ -110,15 +104,6 @@ def _no_redis(reason: str) -> None:
     pytest.skip(f"Redis unavailable: {reason}")
 
 
-def wait_until(check: Callable[[], object], message: str, timeout: float = 20) -> None:
-    """Poll ``check`` until it returns something true: wait on an event, not a sleep."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        time.sleep(0.02)
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def start_worker(request, tmp_path) -> Iterator[Callable[[], object]]:
     """``start_worker()`` runs a real worker and returns an app on the same queue.
@@ -136,25 +121,18 @@ def start_worker(request, tmp_path) -> Iterator[Callable[[], object]]:
     workers: list[subprocess.Popen] = []
 
     def start():
-        log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed with the process
         argv = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.worker", "--workers", "1", "--no-periodic"]
-        workers.append(subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+        with open(tmp_path / "worker.log", "ab") as log:  # the worker keeps its own copy
+            workers.append(
+                subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+            )
         return create_app({"TESTING": True, **settings})
 
     yield start
     for worker in workers:
         worker.terminate()  # a graceful stop, as a deploy would do it
-        worker.wait(30)
-
-
-def wait_for_status(client, job_id: str, statuses: set[str]) -> dict:
-    """Poll ``GET /jobs/<id>`` until the job reaches one of ``statuses``."""
-    record: dict = {}
-
-    def reached() -> bool:
-        nonlocal record
-        record = client.get(f"/jobs/{job_id}").get_json()
-        return record["status"] in statuses
-
-    wait_until(reached, f"job {job_id} never reached {statuses}")
-    return record
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

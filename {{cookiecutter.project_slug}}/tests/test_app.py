@@ -5,14 +5,18 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-from {{ cookiecutter.project_slug }} import create_app, jobs
+from {{ cookiecutter.project_slug }} import config, create_app, jobs
 from {{ cookiecutter.project_slug }}.kit import all_jobs
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "{{ cookiecutter.project_slug }}"
 
 
-def test_settings_come_from_config_py(app):
-    assert app.config["QUEUE_NAME"] == "{{ cookiecutter.project_slug }}"
+def test_settings_come_from_config_py(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "JOB_TIMEOUT", 42)
+
+    app = create_app({"TESTING": True, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")})
+
+    assert app.config["JOB_TIMEOUT"] == 42
 
 
 def test_the_environment_overrides_config_py(monkeypatch, tmp_path):

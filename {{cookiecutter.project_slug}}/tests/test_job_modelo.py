@@ -4,7 +4,7 @@ A job's tests live in one file, like this one: delete the job, delete the file.
 """
 
 import pytest
-from conftest import pending, wait_for_status
+from helpers import pending, wait_for_status
 from marshmallow import ValidationError
 
 from {{ cookiecutter.project_slug }}.jobs.job_modelo import Pessoa, enqueue_job_modelo, job_modelo

@@ -9,7 +9,7 @@ function that does the work, tied together by ``@job``::
 
 
     class WelcomeEmail(Schema):
-        email = fields.Email(required=True)
+        user_id = fields.Integer(required=True, strict=True)
 
 
     @job("sendWelcomeEmailJob", schema=WelcomeEmail, retries=3)

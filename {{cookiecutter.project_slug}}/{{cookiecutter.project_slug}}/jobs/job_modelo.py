@@ -45,8 +45,8 @@ def job_modelo(pessoa: dict) -> dict:
 def enqueue_job_modelo(nome: str, idade: int) -> str:
     """Queue ``jobModelo`` from your own code and return the job id.
 
-    This is the Go guide's "directly in code" path. It validates like the
-    HTTP endpoint and needs an app context (a request, a CLI command, or
-    ``with app.app_context():``).
+    It validates like ``POST /jobs/jobModelo`` (raising marshmallow's
+    ``ValidationError``) and needs an app context: a request, a CLI command,
+    or ``with app.app_context():``.
     """
     return enqueue(JOB_NAME, {"nome": nome, "idade": idade})

@@ -8,7 +8,8 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
 * ``JobKit`` wires the queue, the HTTP API, the ``flask jobs`` CLI, health
   checks, metrics and the monitor into an app (``kit.init_app(app)``).
 * ``job`` and ``periodic_job`` (with ``cron``) define jobs.
-* ``enqueue`` and ``dispatch`` queue a job from your own code.
+* ``enqueue`` and ``dispatch`` queue a job from your own code; ``status_url``
+  is where a client follows it, ``record_event`` adds to its timeline.
 * ``report`` and ``check_cancelled`` are for long jobs: progress, and a stop
   requested from the monitor (``JobCancelled``).
 * ``PermanentError`` fails a job at once, with no retry.
@@ -27,7 +28,9 @@ from .queue import (
     dispatch,
     enqueue,
     queue_overview,
+    record_event,
 )
+from .jobs_api import status_url
 from .registry import Job, PermanentError, all_jobs, job, periodic_job
 from .registry import get as get_job
 from .schedules import cron
@@ -54,6 +57,8 @@ __all__ = [
     "load_worker_app",
     "periodic_job",
     "queue_overview",
+    "record_event",
     "report",
     "run_worker",
+    "status_url",
 ]

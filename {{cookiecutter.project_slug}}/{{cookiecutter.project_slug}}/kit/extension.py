@@ -32,6 +32,11 @@ class JobKit:
         for name in dir(settings):
             if name.isupper():
                 app.config.setdefault(name, getattr(settings, name))
+        # Flask defines these itself, as None (no limit, no SameSite): the
+        # kit's safer defaults apply unless the app set a value of its own.
+        for name in ("MAX_CONTENT_LENGTH", "SESSION_COOKIE_SAMESITE"):
+            if app.config.get(name) is None:
+                app.config[name] = getattr(settings, name)
         app.config.setdefault("QUEUE_NAME", app.import_name)
         app.config.setdefault("JOBS_PACKAGE", self.jobs_package or f"{app.import_name}.jobs")
 

@@ -67,8 +67,8 @@ def dispatch(name: str) -> tuple[Response, int]:
         )
         response.headers["Retry-After"] = "5"
         return response, status
-    status_url = url_for("jobs.status", job_id=dispatched.id, _external=True)
-    body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": status_url}
+    url = status_url(dispatched.id)
+    body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": url}
     code = 202
     if not dispatched.created:
         # A unique job already dispatched within its window: that job.
@@ -82,7 +82,7 @@ def dispatch(name: str) -> tuple[Response, int]:
     # The same URL without scheme and host, as Flask's own redirects are:
     # Werkzeug converts an absolute Location on every response (IDNA and
     # all), which costs about as much as the rest of the headers.
-    response.headers["Location"] = "/" + status_url.split("/", 3)[3]
+    response.headers["Location"] = "/" + url.split("/", 3)[3]
     return response, code
 
 
@@ -98,6 +98,11 @@ def status(job_id: str) -> Response | tuple[Response, int]:
     if record is None:
         return error(404, "unknown_job_id", f"no job has the id {job_id!r}")
     return jsonify(record)
+
+
+def status_url(job_id: str) -> str:
+    """The absolute URL of ``GET /jobs/<job_id>``, where a client follows a job."""
+    return url_for("jobs.status", job_id=job_id, _external=True)
 
 
 def describe(job: registry.Job) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The job queue: one Huey instance per process, built from configuration.
+"""The job queue: one Huey instance per app, built from configuration.
 
 ``REDIS_URL`` set: Redis, through one shared connection pool with short
 timeouts, so an unreachable Redis fails a request in about a second instead
@@ -15,7 +15,7 @@ import uuid
 from typing import Any, NamedTuple
 
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from huey import Huey
 from huey.api import Task, TaskWrapper
 from redis.backoff import NoBackoff
@@ -180,7 +180,7 @@ def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched
     if job is None:
         raise UnknownJob(name)
     data = job.dump(job.load(payload))
-    kit = current_app.extensions[EXTENSION]
+    kit = kit_state()
     history: History = kit.history
     meta = {"request_id": get_request_id(), "enqueued_at": time.time()}
     task = kit.tasks[name].s(data, meta=meta, id=str(uuid.uuid4()))
@@ -229,6 +229,15 @@ def ping() -> None:
 def backend_name() -> str:
     """The current app's queue backend: "redis" or "sqlite"."""
     return kit_state().backend.name
+
+
+def record_event(job_id: str, kind: str, message: str | None = None) -> bool:
+    """Add an entry to a job's timeline, shown on its monitor page.
+
+    For code outside the job that does something about it (a webhook that
+    arrived, a refund issued). Returns False if there is no such job.
+    """
+    return kit_state().history.record_event(job_id, kind, message)
 
 
 def queue_overview(hours: float = 1) -> dict[str, Any]:

@@ -24,6 +24,13 @@ LOG_LEVEL = "INFO"
 # attempt and request id) for log collectors.
 LOG_FORMAT = "text"
 
+# Largest request body accepted, in bytes; larger ones get 413.
+MAX_CONTENT_LENGTH = 64 * 1024
+
+# Browsers send the monitor's session cookie only to requests from this
+# site's own pages.
+SESSION_COOKIE_SAMESITE = "Lax"
+
 # Monitor credentials; with none set the monitor refuses everyone.
 MONITOR_USERNAME = None
 MONITOR_PASSWORD = None

@@ -1,6 +1,6 @@
 """Operator controls over jobs: progress, logs, cancel, pause, periodic runs, audit.
 
-:class:`Controls` (``app.extensions["job_controls"]``) ties together:
+:class:`Controls` (``kit_state().controls``) ties together:
 
 * progress and per-job logs (``progress.py`` for jobs, ``recorder.py`` for
   the writing), kept with each job's history record;
@@ -67,7 +67,7 @@ ACTIONS = ("cancel", "pause", "resume", "run_now", "retry", "retry_all", "delete
 
 @dataclass(frozen=True)
 class ControlSettings:
-    """The knobs, from the app config (see ``config.py``)."""
+    """The knobs, from the app config (defaults in ``settings.py``)."""
 
     progress_interval: float = 0.5
     logs: LogLimits = field(default_factory=LogLimits)

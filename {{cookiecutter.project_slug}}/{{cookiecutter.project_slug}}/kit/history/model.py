@@ -96,7 +96,7 @@ class Retention:
 
 @dataclass(frozen=True)
 class Settings:
-    """The store's knobs, read from the app config (see ``config.py``)."""
+    """The store's knobs, read from the app config (defaults in ``settings.py``)."""
 
     completed: Retention = Retention(7 * 86400, 100_000)
     failed: Retention = Retention(30 * 86400, 100_000)
