@@ -52,7 +52,9 @@ def area(filename: str, function: str) -> str:
         rest = filename[len(PACKAGE_DIR) :]
         if rest.startswith("jobs/bench_jobs"):
             return "benchmark task body / app"
-        return "kit: " + rest.split("/")[0].removesuffix(".py")
+        # The kit's part: kit/history/..., kit/queue.py, ... -> "history", "queue".
+        part = rest.removeprefix("kit/").split("/")[0].removesuffix(".py")
+        return f"kit: {part}"
     if "bench_body" in filename or "bare_huey" in filename or "minimal_app" in filename:
         return "benchmark task body / app"
     for package in (
