@@ -14,16 +14,15 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from helpers import wait_until
 
 from {{ cookiecutter.project_slug }} import create_app
-from helpers import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

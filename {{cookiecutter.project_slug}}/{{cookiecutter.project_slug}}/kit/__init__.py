@@ -18,6 +18,7 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
 """
 
 from .extension import JobKit
+from .jobs_api import status_url
 from .logs import JobContextFilter, JSONFormatter
 from .progress import JobCancelled, check_cancelled, report
 from .queue import (
@@ -30,7 +31,6 @@ from .queue import (
     queue_overview,
     record_event,
 )
-from .jobs_api import status_url
 from .registry import Job, PermanentError, all_jobs, job, periodic_job
 from .registry import get as get_job
 from .schedules import cron
