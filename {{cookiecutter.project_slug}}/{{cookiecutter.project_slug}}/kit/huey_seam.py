@@ -151,8 +151,9 @@ class KitHuey(Huey):
     """
 
     def __init__(self, name: str, backend: str, **options: Any):
+        # ``backend`` only picks Huey's storage class; which backend the kit's
+        # stores use is decided once, from the storage, by backends/.
         super().__init__(name, storage_class=STORAGE[backend], **options)
-        self.backend = backend  # "redis" or "sqlite", whatever immediate mode swaps in
         self.hooks = Hooks()
 
     def create_consumer(self, **options: Any) -> Consumer:
