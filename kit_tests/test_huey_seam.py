@@ -159,7 +159,7 @@ class RecordingDelivery:
         self.calls.append("take")
         return self.huey.deserialize_task(self.huey.storage.dequeue())
 
-    def finish(self, task):
+    def finish(self, task, over=True):
         self.calls.append("finish")
 
     def taken_flags(self, task):

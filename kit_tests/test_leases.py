@@ -37,7 +37,7 @@ def manager(app) -> LeaseManager:
 
 def another_worker(manager: LeaseManager) -> LeaseManager:
     """A second worker process on the same queue (with its own id)."""
-    other = LeaseManager(manager.huey, manager.store, manager.settings)
+    other = LeaseManager(manager.huey, manager.store, manager.settings, manager.reaper.lost_policy)
     other.listeners = manager.listeners
     return other
 
@@ -176,7 +176,7 @@ def test_a_worker_starts_and_ends_a_job_in_one_round_trip_to_redis(redis_url, ro
     assert app.extensions["jobkit"].leases.store.own(app.extensions["jobkit"].leases.worker) == []
 
 
-def test_the_reaper_requeues_the_job_of_a_dead_worker_as_a_failed_attempt(app, manager):
+def test_the_reaper_requeues_the_job_of_a_dead_worker_with_its_retries_untouched(app, manager):
     job_id = queued_job(app)
     task = manager.take()
     die(manager)
@@ -185,12 +185,26 @@ def test_the_reaper_requeues_the_job_of_a_dead_worker_as_a_failed_attempt(app, m
 
     assert [(r.job_id, r.requeued, r.recoveries) for r in done] == [(job_id, True, 1)]
     assert pending(app) == 1
-    again = app.extensions["jobkit"].huey.dequeue()  # the message, one retry fewer
-    assert (again.id, again.retries) == (job_id, task.retries - 1)
+    again = app.extensions["jobkit"].huey.dequeue()  # the message as it was
+    assert (again.id, again.retries) == (job_id, task.retries)
     history = record(app, job_id)
     assert history["status"] == "queued"
     assert history["recovered"] == 1
-    assert [e["kind"] for e in history["events"]][-1] == "worker_lost"
+    lost = history["events"][-1]
+    assert lost["kind"] == "worker_lost"
+    assert "queued again, retries untouched" in lost["message"]
+
+
+def test_a_recovered_job_goes_to_the_front_of_the_queue(app, manager):
+    lost = queued_job(app)
+    manager.take()
+    backlog = [queued_job(app) for _ in range(3)]
+    die(manager)
+
+    another_worker(manager).reap()
+
+    huey = app.extensions["jobkit"].huey
+    assert [huey.dequeue().id for _ in range(4)] == [lost, *backlog]
 
 
 def test_a_live_worker_keeps_its_leases(app, manager):
@@ -202,27 +216,49 @@ def test_a_live_worker_keeps_its_leases(app, manager):
     assert pending(app) == 0
 
 
-def test_a_dead_worker_with_no_retries_left_is_parked_as_failed(app, manager):
-    @registry.job("testNoRetries", schema=Pessoa)
-    def no_retries(data):
-        return data
+@pytest.fixture
+def job_with(app):
+    """An app with one more job, registered with the given options."""
+    added = []
 
-    try:
-        app = create_app(dict(app.config))
-        manager = app.extensions["jobkit"].leases
-        job_id = queued_job(app, name="testNoRetries")
-        manager.take()
-        die(manager)
+    def register(name, **options):
+        registry.job(name, schema=Pessoa, **options)(lambda data: data)
+        added.append(name)
+        return create_app(dict(app.config))
 
-        [recovery] = another_worker(manager).reap()
-    finally:
-        del registry._registry["testNoRetries"]
+    yield register
+    for name in added:
+        del registry._registry[name]
+
+
+def test_a_job_with_the_default_retries_runs_again_when_its_worker_dies(job_with):
+    app = job_with("testDefaults")
+    manager = app.extensions["jobkit"].leases
+    job_id = queued_job(app, name="testDefaults")
+    manager.take()
+    die(manager)
+
+    [recovery] = another_worker(manager).reap()
+
+    assert recovery.requeued
+    assert app.extensions["jobkit"].huey.dequeue().id == job_id
+    assert record(app, job_id)["status"] == "queued"
+
+
+def test_a_job_that_must_not_run_twice_is_parked_when_its_worker_dies(job_with):
+    app = job_with("testAtMostOnce", retries=3, on_worker_lost="fail")
+    manager = app.extensions["jobkit"].leases
+    job_id = queued_job(app, name="testAtMostOnce")
+    manager.take()
+    die(manager)
+
+    [recovery] = another_worker(manager).reap()
 
     assert not recovery.requeued
     assert pending(app) == 0
     history = record(app, job_id)
     assert history["status"] == "failed"
-    assert "no retries are left" in history["events"][-1]["message"]
+    assert 'on_worker_lost="fail"' in history["events"][-1]["message"]
 
 
 def test_a_job_lost_too_often_is_parked_as_a_poison_pill(app, manager):
@@ -275,15 +311,76 @@ def test_a_consumer_tells_its_workers_when_it_stops(app, manager):
     assert manager.stopping()
 
 
-def test_a_lease_left_by_a_failed_release_is_dropped_by_the_heartbeat(app, manager):
+def unreachable(*args, **kwargs):
+    raise ConnectionError("the store went away")
+
+
+def store_unreachable(manager, monkeypatch, *methods):
+    """Make the lease store's ``methods`` fail as an unreachable backend does."""
+    monkeypatch.setattr(manager.store, "errors", (ConnectionError,))
+    for method in methods:
+        monkeypatch.setattr(manager.store, method, unreachable)
+
+
+def test_a_lease_left_by_a_failed_release_is_dropped_by_the_heartbeat(app, manager, monkeypatch):
     queued_job(app)
     task = manager.take()
-    manager._untrack(lease_of(task))  # the run ended, but its release never reached the store
+    with monkeypatch.context() as patch:
+        store_unreachable(manager, patch, "release")
+        manager.finish(task)  # the run ended, but its release never reached the store
 
     manager.beat()
     assert len(manager.store.own(manager.worker)) == 1  # one look: maybe just taken
     manager.beat()
     assert manager.store.own(manager.worker) == []
+    assert pending(app) == 0  # done: not queued again
+
+
+def test_a_lease_no_run_here_knows_of_goes_back_to_the_queue(app, manager):
+    job_id = queued_job(app)
+    task = manager.take()
+    manager._untrack(lease_of(task))  # as if the reply to the take was lost
+
+    manager.beat()
+    manager.beat()
+
+    assert manager.store.own(manager.worker) == []
+    assert app.extensions["jobkit"].huey.dequeue().id == job_id
+
+
+def test_a_run_whose_revoke_check_fails_gives_its_job_back(app, manager, monkeypatch):
+    job_id = queued_job(app)
+    huey = app.extensions["jobkit"].huey
+    task = manager.take()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(huey, "is_revoked", unreachable)
+        with pytest.raises(ConnectionError):
+            huey.execute(task)
+
+    assert manager.store.own(manager.worker) == []
+    assert huey.dequeue().id == job_id
+
+
+def test_a_job_that_cannot_be_given_back_yet_is_kept_until_the_store_answers(
+    app, manager, monkeypatch
+):
+    job_id = queued_job(app)
+    huey = app.extensions["jobkit"].huey
+    task = manager.take()
+    with monkeypatch.context() as patch:
+        store_unreachable(manager, patch, "requeue")
+        patch.setattr(huey, "is_revoked", unreachable)
+        with pytest.raises(ConnectionError):
+            huey.execute(task)
+        for _ in range(2):
+            manager._check_own()
+        assert len(manager.store.own(manager.worker)) == 1  # kept, in the store
+
+    manager.beat()  # the store answers again
+
+    assert manager.store.own(manager.worker) == []
+    assert huey.dequeue().id == job_id
 
 
 def test_the_job_being_run_is_never_dropped_by_the_heartbeat(app, manager):
@@ -413,7 +510,7 @@ def test_jobs_a_dead_worker_took_ahead_run_again_without_costing_an_attempt(pref
 
     assert pending(prefetching) == 10
     running = done[ids[0]]
-    assert (running.counted, running.recoveries, running.retries_left) == (True, 1, 2)
+    assert (running.counted, running.recoveries, running.retries_left) == (True, 1, 3)
     assert record(prefetching, ids[0])["attempt"] == 1
     for job_id in ids[1:4]:
         ahead = done[job_id]
@@ -423,6 +520,21 @@ def test_jobs_a_dead_worker_took_ahead_run_again_without_costing_an_attempt(pref
         assert history["events"][-1]["kind"] == "worker_lost"
         # From now on it is taken alone, never in a batch.
         assert manager.store.conn.hexists(manager.store.recoveries_key, job_id)
+
+
+def test_the_job_a_dead_worker_ran_after_its_first_counts_as_an_attempt(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["jobkit"].leases
+    huey = prefetching.extensions["jobkit"].huey
+    huey.execute(manager.take())  # the first job of the batch ran, and its lease is gone
+    manager.take()  # the second, taken ahead, is running when the worker dies
+    die(manager)
+
+    done = {r.job_id: r for r in another_worker(manager).reap()}
+
+    assert done[ids[1]].counted
+    assert record(prefetching, ids[1])["attempt"] == 1
+    assert not any(done[job_id].counted for job_id in ids[2:4])
 
 
 def test_a_revoke_reaches_a_job_taken_ahead_whose_flags_are_old(prefetching, monkeypatch):

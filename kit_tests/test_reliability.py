@@ -267,6 +267,8 @@ def test_a_job_over_its_timeout_is_stopped_recorded_and_retried(reliable_stack, 
     for attempt in attempts:
         assert attempt["error"]["type"] == "TaskTimeout"
         assert 0.9 <= attempt["duration"] < 2.5  # stopped at one second, not five
+        # Where the job was when it was stopped: in its own sleep.
+        assert "in too_slow" in attempt["error"]["traceback"]
     assert not [r for r in runs(stack) if r["id"] == job_id and r["event"] == "end"]
 
 

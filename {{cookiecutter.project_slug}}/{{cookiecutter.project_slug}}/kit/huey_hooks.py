@@ -38,8 +38,8 @@ class Delivery(Protocol):
         """Huey's dequeue: the next job, with a lease on it."""
         ...
 
-    def finish(self, task: Task) -> None:
-        """The run is over, whatever its outcome: release the lease."""
+    def finish(self, task: Task, over: bool = True) -> None:
+        """Huey's execute returned: release the lease; ``over=False``: give the job back."""
         ...
 
     def taken_flags(self, task: Any) -> dict[str, bytes | None] | None:

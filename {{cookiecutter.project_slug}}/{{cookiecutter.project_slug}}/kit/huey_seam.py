@@ -187,14 +187,20 @@ class KitHuey(Huey):
 
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
         _running.task = task
+        over = False
         try:
-            return super().execute(task, timestamp)
+            result = super().execute(task, timestamp)
+            over = True
+            return result
         finally:
             _running.task = None
             # Whatever the run led to (a retry on the schedule, a result) is
-            # written by now; only then may the lease go.
+            # written by now; only then may the lease go. An error that
+            # escapes Huey's execute is one of its own steps failing (the
+            # revoke check, writing a retry), say because Redis went away:
+            # that run is not over, and its job goes back to the queue.
             if self.hooks.delivery is not None:
-                self.hooks.delivery.finish(task)
+                self.hooks.delivery.finish(task, over)
 
     def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
         """Huey's revoke check, from the flags the take read when it can.

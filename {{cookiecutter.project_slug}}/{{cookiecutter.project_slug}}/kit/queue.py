@@ -21,7 +21,7 @@ from huey.api import Task, TaskWrapper
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import leases, registry, unique
+from . import leases, registry, run_state, unique
 from .backends import BACKEND_ERRORS, open_backend
 from .controls import Controls, register_periodic
 from .history import History
@@ -87,7 +87,7 @@ def init_app(app: Flask) -> Huey:
     # Every job a worker takes is leased until its run is over, so a worker
     # that dies mid-job loses nothing (see leases/).
     settings = leases.LeaseSettings.from_config(app.config)
-    manager = leases.install(huey, settings, backend.leases())
+    manager = leases.install(huey, settings, backend.leases(), registry.worker_lost_policy)
     if manager is not None:
         # Lease releases ride on the history's last write of each run.
         history.write_hooks.append(manager.write_hook)
@@ -124,7 +124,10 @@ def _register(huey: Huey, app: Flask, job: registry.Job) -> TaskWrapper:
             except registry.PermanentError:
                 task.retries = 0  # Huey retries only while this is above zero.
                 raise
-            except Exception:
+            except Exception as exc:
+                # Huey's "timeout" signal does not carry the exception: keep
+                # it, so that the record shows where the job was stopped.
+                run_state.of(task).exception = exc
                 # Huey reads the wait before the next try from the task: set
                 # it from the job's backoff (a TaskTimeout lands here too).
                 # Immediate mode (tests) retries at once.

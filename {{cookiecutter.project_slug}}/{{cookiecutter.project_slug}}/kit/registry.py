@@ -47,6 +47,8 @@ class Job:
     retry_max_delay: float = 3600.0
     unique_key: UniqueKey | None = None
     unique_for: float = 0
+    # What happens to a run lost with its worker (see job()).
+    on_worker_lost: str = "retry"
     # Periodic jobs only: when Huey's scheduler runs it (see periodic_job).
     schedule: Any = None
 
@@ -106,6 +108,9 @@ class PermanentError(Exception):
 
 _registry: dict[str, Job] = {}
 
+# on_worker_lost: "retry" queues a lost run again, "fail" records it as failed.
+WORKER_LOST_POLICIES = ("retry", "fail")
+
 
 def job(
     name: str,
@@ -119,6 +124,7 @@ def job(
     retry_max_delay: float = 3600.0,
     unique_key: UniqueKey | None = None,
     unique_for: float = 0,
+    on_worker_lost: str = "retry",
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as the job called ``name``.
 
@@ -138,6 +144,11 @@ def job(
     field names, or a function of the payload), a dispatch whose key matches
     a job dispatched less than ``unique_for`` seconds earlier queues nothing
     and returns that job's id.
+
+    A run lost with its worker (SIGKILL, the OOM killer, a lost machine) is
+    queued again without using a retry: the job did not fail, its worker
+    did. ``on_worker_lost="fail"`` is for a job that must never run twice,
+    even at the cost of not running at all: such a run is recorded as failed.
     """
     if retries < 0 or retry_delay < 0 or retry_max_delay < 0:
         raise ValueError(f"job {name!r}: retries and retry delays cannot be negative")
@@ -145,6 +156,8 @@ def job(
         raise ValueError(f"job {name!r}: retry_backoff must be >= 1 and retry_jitter in [0, 1]")
     if (unique_for > 0) != (unique_key is not None):
         raise ValueError(f"job {name!r}: unique_key and unique_for go together")
+    if on_worker_lost not in WORKER_LOST_POLICIES:
+        raise ValueError(f"job {name!r}: on_worker_lost must be one of {WORKER_LOST_POLICIES}")
 
     def register(func: JobFunction) -> JobFunction:
         existing = _registry.get(name)
@@ -165,6 +178,7 @@ def job(
             retry_max_delay=retry_max_delay,
             unique_key=unique_key,
             unique_for=unique_for,
+            on_worker_lost=on_worker_lost,
         )
         return func
 
@@ -182,6 +196,7 @@ def periodic_job(
     retries: int = 0,
     retry_delay: float = 0,
     timeout: float | None = None,
+    on_worker_lost: str = "retry",
 ) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
     """Register the decorated function as a job that runs on a schedule::
 
@@ -201,7 +216,14 @@ def periodic_job(
         def call(_payload: dict) -> Any:
             return func()
 
-        job(name, schema=NoPayload, retries=retries, retry_delay=retry_delay, timeout=timeout)(call)
+        job(
+            name,
+            schema=NoPayload,
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            on_worker_lost=on_worker_lost,
+        )(call)
         _registry[name] = dataclasses.replace(_registry[name], schedule=schedule)
         return func
 
@@ -232,3 +254,9 @@ def all_jobs() -> dict[str, Job]:
 def get(name: str) -> Job | None:
     """Return the job called ``name``, or None if there is no such job."""
     return _registry.get(name)
+
+
+def worker_lost_policy(name: str) -> str:
+    """What to do with a run of ``name`` lost with its worker; "retry" if unknown."""
+    found = _registry.get(name)
+    return "retry" if found is None else found.on_worker_lost

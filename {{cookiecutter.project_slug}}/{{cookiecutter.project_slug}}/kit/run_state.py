@@ -55,6 +55,9 @@ class RunState:
     cancelled_by: dict[str, Any] | None = None
     # metrics: when the run started (time.monotonic()), for its duration.
     started: float | None = None
+    # history: what the job raised, for a signal that does not carry it
+    # (a timeout: its traceback shows where the job was stopped).
+    exception: BaseException | None = None
 
 
 def of(task: Task) -> RunState:

@@ -51,8 +51,9 @@ JOB_TIMEOUT = 300
 # At-least-once delivery (leases/). A worker renews its registration every
 # LEASE_HEARTBEAT seconds; one silent for LEASE_TIMEOUT seconds is dead, and
 # the next reaper pass (every REAPER_INTERVAL seconds, in some worker) puts
-# its jobs back on the queue as a failed attempt. Worst case from a worker's
-# death to its jobs being queued again: LEASE_TIMEOUT + REAPER_INTERVAL.
+# its jobs back at the front of the queue, their retries untouched. Worst
+# case from a worker's death to its jobs being queued again:
+# LEASE_TIMEOUT + REAPER_INTERVAL.
 LEASES_ENABLED = True
 LEASE_TIMEOUT = 30.0
 LEASE_HEARTBEAT = 5.0

@@ -202,8 +202,10 @@ class History(Reading):
 
     def _failed(self, signal: str, task: Task, at: float, exc: BaseException | None) -> None:
         kind, final_status = FAILURES.get(signal, ("Error", model.FAILED))
-        error = model.describe_error(exc, kind, self.settings.traceback_chars)
         state = run_state.peek(task)
+        if signal == S.SIGNAL_TIMEOUT and exc is None and state is not None:
+            exc, state.exception = state.exception, None
+        error = model.describe_error(exc, kind, self.settings.traceback_chars)
         if signal == S.SIGNAL_INTERRUPTED and state is not None and state.requeued:
             # The worker stopped mid-job and put it back on the queue as it
             # was (leases/): not a failure, and it will run again.
@@ -349,9 +351,10 @@ class History(Reading):
         """Record that a job's worker died and the job goes back to the queue.
 
         For the lease reaper: call it *before* re-enqueueing the job. The lost
-        run counts as a failed attempt ("worker lost" on the timeline) and in
-        the overview's recovered count; with ``counted=False`` (a job its
-        worker had only taken ahead) it is not an attempt, nor a failure.
+        run counts as an attempt ("worker lost" on the timeline, not a
+        failure: the job's retries are untouched) and in the overview's
+        recovered count; with ``counted=False`` (a job its worker had only
+        taken ahead) it is not an attempt.
         Returns False when the record is not running or queued any more
         (then nothing is written).
         """
@@ -360,8 +363,9 @@ class History(Reading):
     def record_parked(self, task_or_id: Task | str, reason: str) -> bool:
         """Record that a job's worker died and the job is parked as failed.
 
-        For the lease reaper, when the job has no retries left or was lost
-        too often (a poison pill). Like :meth:`record_recovered`, but final.
+        For the lease reaper, when the job must not run twice
+        (``on_worker_lost="fail"``) or was lost too often (a poison pill).
+        Like :meth:`record_recovered`, but final.
         """
         return self._worker_lost(task_or_id, reason, recovered=False)
 
@@ -370,9 +374,9 @@ class History(Reading):
     ) -> bool:
         """End a run whose worker died: back to the queue, or parked as failed.
 
-        Either way the lost run counts as a failed attempt, and a start that
-        was never published still was an attempt, unless ``counted`` is
-        False: then only a start that was published is one.
+        Either way the lost run counts as an attempt, and a start that was
+        never published still was an attempt, unless ``counted`` is False:
+        then only a start that was published is one.
         """
         job_id = getattr(task_or_id, "id", task_or_id)
         record = self.store.get(job_id)
@@ -385,11 +389,8 @@ class History(Reading):
             error = {"type": "WorkerLost", "message": reason}
             fields["error"] = model.to_json(error)
         lost = event("worker_lost", at, message=reason, worker=record.get("worker"), error=error)
-        # An uncounted loss is a recovery, not a failure; a counted one fails
-        # the attempt, and a recovered job counts as recovered too.
-        counters = {"failed": 1} if counted else {}
-        if recovered:
-            counters["recovered"] = 1
+        # A job queued again was recovered; only a parked one failed.
+        counters = {"recovered": 1} if recovered else {"failed": 1}
         change = Change(
             job_id,
             record["name"],

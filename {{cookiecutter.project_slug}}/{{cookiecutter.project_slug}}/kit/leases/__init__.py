@@ -15,18 +15,25 @@ without a trace. The kit closes that gap:
   stay valid, however long its job runs.
 * When a run is over (complete, failed for good, or its retry safely on the
   schedule) the lease is released. A shutdown that cannot wait for a job
-  puts it back on the queue instead.
+  puts it back at the front of the queue instead.
 * A reaper runs in every worker process; a lock lets only one act at a time.
   It adopts the leases of workers whose registration lapsed and puts their
-  jobs back on the queue, counting the lost run as a failed attempt ("worker
-  lost"): the job's retry policy applies and a job with no retries left is
-  parked as failed. A job recovered ``MAX_RECOVERIES`` times already is
-  parked too, as a poison pill, instead of killing worker after worker.
+  jobs back at the front of the queue, as they were: a run lost with its
+  worker is not the job's failure and uses none of its retries. A job that
+  must never run twice opts out (``on_worker_lost="fail"``) and is parked as
+  failed instead; so is a job lost ``MAX_RECOVERIES`` times already (a
+  poison pill), instead of killing worker after worker.
+* A run that never started (Huey's revoke check or another step before the
+  run failed, say because Redis went away) is not over: its job goes back to
+  the front of the queue. If even that fails, the worker keeps the lease and
+  tries again at each heartbeat; should it die first, the reaper recovers
+  the job. A lease is only ever released by the end of a run.
 
-A dead worker's jobs are back on the queue at most ``LEASE_TIMEOUT`` +
-``REAPER_INTERVAL`` seconds after its last sign of life (30 + 10 s by
-default), whether or not a worker restarts on that machine, as long as one
-worker runs somewhere. Recovered jobs run again, so jobs must be idempotent.
+A dead worker's jobs are back at the front of the queue at most
+``LEASE_TIMEOUT`` + ``REAPER_INTERVAL`` seconds after its last sign of life
+(30 + 10 s by default), whether or not a worker restarts on that machine, as
+long as one worker runs somewhere; at the front, they run next, not after
+the backlog. Recovered jobs run again, so jobs must be idempotent.
 
 The package: ``model`` (settings, a lease, a recovery), one lease store per
 backend (``redis_store`` with its Lua scripts, ``sqlite_store``), the
@@ -35,6 +42,8 @@ the ``reaper``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from huey import signals as S
 
@@ -61,16 +70,20 @@ __all__ = [
 
 
 def install(
-    huey: KitHuey, settings: LeaseSettings, store: RedisLeases | SqliteLeases | None
+    huey: KitHuey,
+    settings: LeaseSettings,
+    store: RedisLeases | SqliteLeases | None,
+    lost_policy: Callable[[str], str] = lambda name: "retry",
 ) -> LeaseManager | None:
     """Give ``huey`` its lease manager: the delivery its dequeue and runs go through.
 
     ``store`` is the backend's lease store; None (immediate mode) or leases
     turned off (``LEASES_ENABLED``) leave Huey's own at-most-once delivery.
+    ``lost_policy`` gives a job's ``on_worker_lost`` by name.
     """
     if not settings.enabled or store is None:
         return None
-    manager = LeaseManager(huey, store, settings)
+    manager = LeaseManager(huey, store, settings, lost_policy)
     huey.hooks.delivery = manager
     huey.hooks.consumer_listeners.append(manager.consumer_started)
     huey.on_startup("kit_leases")(manager.worker_started)

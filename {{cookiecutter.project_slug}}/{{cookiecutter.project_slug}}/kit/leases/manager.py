@@ -2,9 +2,16 @@
 
 It takes jobs with their leases (``take``), releases a lease when its run
 is over (``finish``, or inside the history's last write, ``write_hook``),
-puts a job back when a worker stops mid-run (``requeue``), and keeps a
-heartbeat thread per worker process that renews the registration and runs
-the reaper (``reaper.py``).
+puts a job back when a worker stops mid-run (``requeue``) or when its run
+could not start (``finish``), and keeps a heartbeat thread per worker
+process that renews the registration, retries what could not be put back,
+and runs the reaper (``reaper.py``).
+
+The rule that keeps jobs from being lost: a lease goes only when its run is
+over. Whatever fails in between (the store going away during the revoke
+check, a give-back that cannot be written) leaves the lease where it is,
+in the store, and known to this process, which tries again; if the process
+dies first, the reaper recovers the job.
 """
 
 from __future__ import annotations
@@ -57,12 +64,18 @@ class LeaseManager:
     jobs, and the heartbeat thread starts with a process's first worker.
     """
 
-    def __init__(self, huey: Huey, store: RedisLeases | SqliteLeases, settings: LeaseSettings):
+    def __init__(
+        self,
+        huey: Huey,
+        store: RedisLeases | SqliteLeases,
+        settings: LeaseSettings,
+        lost_policy: Callable[[str], str] = lambda name: "retry",
+    ):
         self.huey = huey
         self.store = store
         self.settings = settings
         self.outage = Outage(f"the queue ({store.label})")
-        self.reaper = Reaper(store, settings, huey.serializer, self.outage)
+        self.reaper = Reaper(store, settings, huey.serializer, self.outage, lost_policy)
         # Called for each recovered or parked job, *before* it is queued
         # again (the job history records "worker lost" there).
         self.listeners: list[RecoveryListener] = []
@@ -86,6 +99,12 @@ class LeaseManager:
         # Leases of jobs running in this process, by the store's identity.
         self._live: dict[Any, int] = {}
         self._suspects: set[Any] = set()
+        # Leases whose release could not be written: their jobs are done,
+        # so the heartbeat drops them rather than giving them back.
+        self._done: set[Any] = set()
+        # Jobs this process must put back on the queue but could not yet
+        # (the store was unreachable): the heartbeat tries again.
+        self._stranded: list[Lease] = []
         self._take_failures = 0
         self._renewed_at = 0.0  # when take() last renewed the registration
         # Jobs taken ahead (Redis), next first, with when they were taken.
@@ -136,6 +155,7 @@ class LeaseManager:
                 return
             self._stop.set()
         self.give_back_ahead()
+        self.give_back_stranded()
         with contextlib.suppress(*self.store.errors):
             # A process that still holds a lease (a job it could not put
             # back) stays registered until that lapses; the reaper takes over.
@@ -248,6 +268,24 @@ class LeaseManager:
         self._untrack(lease)
         return True
 
+    def _give_back_later(self, lease: Lease) -> None:
+        """Give a job back now if the store answers, else at a later heartbeat.
+
+        Until then the lease stays in the store and tracked here, so the
+        heartbeat's check does not take it for a leftover.
+        """
+        if not self._give_back(lease):
+            log.warning("job kept by this worker until the queue is back, then given back")
+            with self._state_lock:
+                self._stranded.append(lease)
+
+    def give_back_stranded(self) -> None:
+        """Try again to put back the jobs that could not be given back before."""
+        with self._state_lock:
+            stranded, self._stranded = self._stranded, []
+        for lease in stranded:
+            self._give_back_later(lease)
+
     def _track(self, lease: Lease) -> None:
         key = self.store.identity(lease)
         with self._state_lock:
@@ -280,30 +318,43 @@ class LeaseManager:
         lease to it.
         """
         lease = _lease_of(task)
-        if lease is None or lease.released:
+        if lease is None:
             return
-        last = signal in _LAST_WRITE or (signal in _FAILURE and not task.retries)
-        if last and self._untrack(lease):
+        if not (signal in _LAST_WRITE or (signal in _FAILURE and not task.retries)):
+            return
+        # A write that failed is made again with the same items: the release
+        # goes with it again.
+        if self._untrack(lease) or lease.release_in_write:
+            lease.release_in_write = True
             self.store.add_release(handle, lease, task.id)
 
-    def finish(self, task: Task) -> None:
+    def finish(self, task: Task, over: bool = True) -> None:
         """Release the task's lease: its run is over, whatever the outcome.
 
         Unless the history's last write for the run is still pending: the
         lease goes with it, so that no job ends with no record of its end.
+        ``over=False`` is for a run that Huey gave up before its end, on an
+        error in its own steps (its revoke check, writing a retry) rather
+        than in the job: the job goes back to the front of the queue.
         """
         state = run_state.peek(task)
         if state is None or state.lease is None or state.write_pending:
             return
         lease = state.lease
+        if not over:
+            log.warning("job %s did not run to its end; it goes back to the queue", task.id)
+            self._give_back_later(lease)
+            return
         if not self._untrack(lease):
             return
         try:
             self.store.release(lease, task.id)
         except self.store.errors as exc:
-            # The heartbeat's check releases it later; if this process dies
+            # The heartbeat's check drops it later; if this process dies
             # first, the job runs once more (at least once, never lost).
             log.warning("could not release the lease on job %s yet: %s", task.id, exc)
+            with self._state_lock:
+                self._done.add(self.store.identity(lease))
 
     def taken_flags(self, task: Any) -> dict[str, bytes | None] | None:
         """The revoke flags read with the job's take, once; None: ask the store."""
@@ -344,15 +395,20 @@ class LeaseManager:
             self.huey.storage.delete_data(key)
 
     def requeue(self, task: Task) -> bool:
-        """Put a job whose run was cut short back on the queue, unchanged."""
+        """Put a job whose run was cut short back at the front of the queue, unchanged."""
         lease = _lease_of(task)
-        if lease is None or not self._untrack(lease):
+        if lease is None or lease.released:
             return False
         try:
-            requeued = self.store.requeue(lease)
+            requeued = self.store.requeue(lease, front=True)
         except self.store.errors as exc:
-            log.error("could not requeue job %s (%s); the reaper will recover it", task.id, exc)
+            # The lease stays, tracked: the next heartbeat tries again, and
+            # if this process exits first, the reaper recovers the job.
+            log.error("could not requeue job %s yet: %s", task.id, exc)
+            with self._state_lock:
+                self._stranded.append(lease)
             return False
+        self._untrack(lease)
         if requeued:
             run_state.of(task).requeued = True
             log.warning("job %s did not finish before shutdown; it is back on the queue", task.id)
@@ -395,13 +451,16 @@ class LeaseManager:
             self.outage.failed(exc)
             return
         self.outage.ok()
+        self.give_back_stranded()
 
     def _check_own(self) -> None:
-        """Release leases left behind by a release that could not be written.
+        """Settle the leases of ours that no job in this process holds.
 
-        A lease of ours that no job in this process holds, at two checks in
-        a row, is left over: its job is done. (Two checks, because a lease
-        exists for a moment before the job that took it is tracked.)
+        Such a lease, found at two checks in a row, is left over (two checks,
+        because a lease exists for a moment before the job that took it is
+        tracked). If its release failed, its job is done: the lease goes.
+        Otherwise no run here ever had it, say because the reply to a take
+        was lost with the connection: its job goes back to the queue.
         """
         with self._state_lock:
             live = set(self._live)
@@ -409,9 +468,17 @@ class LeaseManager:
         orphans = set(found) - live
         stale = orphans & self._suspects
         self._suspects = orphans - stale
+        with self._state_lock:
+            self._done &= set(found)  # the releases that landed since are forgotten
+            done = self._done & stale
+            self._done -= done
         for key in stale:
-            log.warning("released a lease left over from a failed write")
-            self.store.drop(found[key])
+            if key in done:
+                log.warning("released a lease left over from a failed write")
+                self.store.drop(found[key])
+            else:
+                log.warning("found a job this worker took but never ran; it goes back")
+                self.store.requeue(found[key], front=True)
 
     # The reaper, run by the heartbeat thread (see reaper.py).
 

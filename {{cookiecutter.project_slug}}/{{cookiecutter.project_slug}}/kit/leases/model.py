@@ -77,6 +77,9 @@ class Lease:
     # Taken ahead, with the job before it (see LeaseManager.take): it may
     # not have started when its worker died.
     prefetched: bool = False
+    # Its release rides on the job history's last write for the run; if
+    # that write fails, it is made again with the release.
+    release_in_write: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 Every worker process runs it from its heartbeat thread (``LeaseManager``);
 a lock (Redis) or the write lock (SQLite) lets one act at a time. It adopts
 the leases of workers whose registration lapsed and settles each job: back
-on the queue with one retry fewer ("worker lost" counts as a failed
-attempt), or parked as failed when no retries are left or the job was lost
-``MAX_RECOVERIES`` times already (a poison pill).
+at the front of the queue, its retries untouched (the worker died, not the
+job), or parked as failed when the job opts out of running twice
+(``on_worker_lost="fail"``) or was lost ``MAX_RECOVERIES`` times already (a
+poison pill, which would otherwise kill worker after worker).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener, display_name
@@ -31,10 +33,13 @@ class Reaper:
         settings: LeaseSettings,
         serializer: Any,
         outage: Outage,
+        lost_policy: Callable[[str], str] = lambda name: "retry",
     ):
         self.store = store
         self.settings = settings
         self.serializer = serializer  # the queue's (Huey's) message serializer
+        # A job's on_worker_lost, by name: "retry" or "fail".
+        self.lost_policy = lost_policy
         # Shared with the manager: a reaper does not judge while the queue
         # is down, or has just come back.
         self.outage = outage
@@ -138,13 +143,16 @@ class Reaper:
                 f"parked as a poison pill (MAX_RECOVERIES is {cap})"
             )
             return None, Recovery(job_id, job_name, dead, False, lost, retries, reason)
-        if retries <= 0:
-            reason = f"worker {dead} was lost while running it, and no retries are left"
-            return None, Recovery(job_id, job_name, dead, False, lost, 0, reason)
-        # The lost run counts as a failed attempt: one retry fewer.
-        new_raw = self.serializer.serialize(message._replace(retries=retries - 1))
-        reason = f"worker {dead} was lost while running it; queued again"
-        return new_raw, Recovery(job_id, job_name, dead, True, lost, retries - 1, reason)
+        if self.lost_policy(job_name) == "fail":
+            reason = (
+                f"worker {dead} was lost while running it; not run again, "
+                'as the job asks (on_worker_lost="fail")'
+            )
+            return None, Recovery(job_id, job_name, dead, False, lost, retries, reason)
+        # The job did not fail, its worker did: the message goes back as it
+        # was, with its retries untouched.
+        reason = f"worker {dead} was lost while running it; queued again, retries untouched"
+        return raw, Recovery(job_id, job_name, dead, True, lost, retries, reason)
 
 
 def _nth(n: int) -> str:

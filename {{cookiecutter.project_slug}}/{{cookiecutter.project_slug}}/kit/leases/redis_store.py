@@ -107,13 +107,14 @@ return 0
 """
 
 # The reaper's verdict on an adopted job: drop the lease and, if the job gets
-# another run, queue its updated message and count the recovery.
+# another run, queue its message at the front (RPUSH: the next to be taken)
+# and count the recovery.
 _SETTLE_LUA = """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     return 0
 end
 if ARGV[2] ~= '' then
-    redis.call('LPUSH', KEYS[2], ARGV[2])
+    redis.call('RPUSH', KEYS[2], ARGV[2])
     redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 else
     redis.call('HDEL', KEYS[3], ARGV[3])
@@ -312,18 +313,23 @@ class RedisLeases:
         job sits in its rescue list and the next reaper adopts it from there.
         """
         mine = self.rescue_key(me)
-        sources = (
-            (self.held_key(worker), False),
-            (self.rescue_key(worker), False),
-            # Taken ahead: maybe never started. Should this reaper die
-            # halfway, the next one counts them as lost runs (the safe side).
-            (self.ahead_key(worker), True),
-        )
-        for source, prefetched in sources:
+        held, ahead = self.held_key(worker), self.ahead_key(worker)
+        # Taken ahead: maybe never started. Should this reaper die halfway,
+        # the next one counts them as lost runs (the safe side).
+        sources = (held, self.rescue_key(worker), ahead)
+        held_one = False
+        for source in sources:
+            oldest = True
             while True:
                 raw = self.conn.lmove(source, mine, "RIGHT", "LEFT")
                 if raw is None:
                     break
+                held_one = held_one or source == held
+                # A worker runs its jobs taken ahead oldest first, and each
+                # lease goes when its run ends: with no job held, the oldest
+                # left was most likely running, so its loss counts.
+                prefetched = source == ahead and not (oldest and not held_one)
+                oldest = False
                 yield Lease(raw, mine, prefetched=prefetched)
 
     def leftovers(self, me: str) -> Iterator[Lease]:

@@ -193,7 +193,7 @@ class SqliteLeases:
                     (self.queue, recovery.job_id),
                 )
                 return
-            self.tasks.enqueue(curs, new_raw, lease.priority)
+            self.tasks.enqueue(curs, new_raw, lease.priority, front=True)
             curs.execute(
                 "insert into kit_recovery (queue, job_id, count) values (?, ?, ?) "
                 "on conflict (queue, job_id) do update set count = excluded.count",
