@@ -543,7 +543,7 @@ def test_a_revoke_reaches_a_job_taken_ahead_whose_flags_are_old(prefetching, mon
     huey = prefetching.extensions["jobkit"].huey
     manager.take()
     huey.revoke_by_id(ids[1])  # after the take read its flags
-    monkeypatch.setattr(leases.manager, "PREFETCH_FRESH", 0)
+    monkeypatch.setattr(leases.ahead, "PREFETCH_FRESH", 0)
 
     huey.execute(manager.take())
 

@@ -37,8 +37,8 @@ the backlog. Recovered jobs run again, so jobs must be idempotent.
 
 The package: ``model`` (settings, a lease, a recovery), one lease store per
 backend (``redis_store`` with its Lua scripts, ``sqlite_store``), the
-``manager`` (per-process state, taking and releasing, the heartbeat) and
-the ``reaper``.
+``manager`` (per-process state, taking and releasing, the heartbeat), the
+jobs a worker took ``ahead``, and the ``reaper``.
 """
 
 from __future__ import annotations

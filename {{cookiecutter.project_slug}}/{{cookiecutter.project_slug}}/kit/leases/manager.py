@@ -16,7 +16,6 @@ dies first, the reaper recovers the job.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -34,6 +33,7 @@ from huey.api import Huey, Task
 
 from .. import run_state
 from ..huey_hooks import ConsumerStart
+from .ahead import PREFETCH_HOLD, TakenAhead
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener
 from .reaper import Reaper
 from .redis_store import RedisLeases
@@ -43,12 +43,6 @@ log = logging.getLogger(__name__)
 
 # Seconds between two registration renewals made by take() itself.
 RENEW_ON_TAKE_EVERY = 1.0
-# Seconds that jobs taken ahead may wait behind a running job before they go
-# back to the queue, for other workers: a long job holds up nothing else.
-PREFETCH_HOLD = 1.0
-# Seconds after which the revoke flags read with a job taken ahead are too
-# old to go by: Huey reads them again before the run.
-PREFETCH_FRESH = 0.05
 
 
 _LAST_WRITE = frozenset({S.SIGNAL_COMPLETE, S.SIGNAL_SCHEDULED, S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED})
@@ -107,9 +101,8 @@ class LeaseManager:
         self._stranded: list[Lease] = []
         self._take_failures = 0
         self._renewed_at = 0.0  # when take() last renewed the registration
-        # Jobs taken ahead (Redis), next first, with when they were taken.
-        self._ahead: collections.deque[tuple[Lease, float]] = collections.deque()
-        self._ahead_lock = threading.Lock()
+        # Jobs taken ahead (Redis), next first.
+        self._ahead = TakenAhead()
 
     @property
     def worker(self) -> str:
@@ -171,7 +164,7 @@ class LeaseManager:
         it has not started go back to the front of the queue when it stops,
         or after ``PREFETCH_HOLD`` seconds behind a long job.
         """
-        lease = self._next_ahead() or self._take_leases()
+        lease = self._ahead.next() or self._take_leases()
         if lease is None:
             return None
         if self.stopping():
@@ -220,20 +213,8 @@ class LeaseManager:
             return None
         for lease in leases:
             self._track(lease)
-        if len(leases) > 1:
-            taken_at = time.monotonic()
-            with self._ahead_lock:
-                self._ahead.extend((lease, taken_at) for lease in leases[1:])
+        self._ahead.add(leases[1:])
         return leases[0]
-
-    def _next_ahead(self) -> Lease | None:
-        with self._ahead_lock:
-            if not self._ahead:
-                return None
-            lease, taken_at = self._ahead.popleft()
-        if time.monotonic() - taken_at > PREFETCH_FRESH:
-            lease.revocations = None  # too old to go by: Huey reads the flags
-        return lease
 
     def give_back_ahead(self, older_than: float | None = None) -> int:
         """Put the jobs taken ahead back at the front of the queue, in order.
@@ -241,19 +222,10 @@ class LeaseManager:
         With ``older_than``, only once they have waited that many seconds.
         Returns how many went back; one that could not stays here, to run.
         """
-        with self._ahead_lock:
-            if not self._ahead:
-                return 0
-            if older_than is not None and time.monotonic() - self._ahead[0][1] < older_than:
-                return 0
-            leases = [lease for lease, _ in self._ahead]
-            self._ahead.clear()
+        leases = self._ahead.take_all(older_than)
         # The next take looks at the front: the job due last goes there first.
         kept = [lease for lease in reversed(leases) if not self._give_back(lease)]
-        if kept:
-            now = time.monotonic()
-            with self._ahead_lock:
-                self._ahead.extendleft((lease, now) for lease in kept)
+        self._ahead.put_back(kept[::-1])
         return len(leases) - len(kept)
 
     def _give_back(self, lease: Lease) -> bool:
