@@ -48,6 +48,18 @@ def sleep(data: dict) -> dict:
     return {"slept": data["seconds"]}
 
 
+@registry.job("testDefaults", schema=Work)
+def with_defaults(data: dict) -> dict:
+    """``testSleep`` with every option at its default (no retries)."""
+    return sleep(data)
+
+
+@registry.job("testAtMostOnce", schema=Work, retries=3, on_worker_lost="fail")
+def at_most_once(data: dict) -> dict:
+    """``testSleep`` for a job that must never run twice."""
+    return sleep(data)
+
+
 @registry.job("testTimeout", schema=Work, retries=1, retry_delay=0.1, timeout=1)
 def too_slow(data: dict) -> None:
     """Sleep for longer than its one-second timeout allows."""

@@ -170,6 +170,56 @@ def test_jobs_a_worker_took_ahead_run_elsewhere_while_it_is_stuck_on_a_long_one(
     assert all(started(stack, job_id)[0]["pid"] != stuck_pid for job_id in quick_ids)
 
 
+def test_a_job_with_default_retries_runs_again_after_its_worker_is_killed(
+    reliable_stack, backend
+):
+    stack = reliable_stack(backend)
+    start_kit_worker(stack, "doomed")
+    job_id = dispatch(stack, "testDefaults", {"tag": "defaults", "seconds": 2})
+    wait_for(lambda: started(stack, job_id), "the job did not start", 20)
+
+    kill_worker(stack, "doomed")
+    start_kit_worker(stack, "rescuer")
+
+    record = stack.wait_for_status(job_id, {"complete", "failed"}, 30)
+    assert record["status"] == "complete", stack.read_logs()
+    assert [r["event"] for r in runs(stack) if r["id"] == job_id] == ["start", "start", "end"]
+    lost = [e for e in history(stack).detail(job_id)["events"] if e["kind"] == "worker_lost"]
+    assert "retries untouched" in lost[0]["message"]
+
+
+def test_a_job_that_must_not_run_twice_fails_when_its_worker_is_killed(reliable_stack):
+    stack = reliable_stack("redis")
+    start_kit_worker(stack, "doomed")
+    job_id = dispatch(stack, "testAtMostOnce", {"tag": "once", "seconds": 2})
+    wait_for(lambda: started(stack, job_id), "the job did not start", 20)
+
+    kill_worker(stack, "doomed")
+    start_kit_worker(stack, "rescuer")
+
+    record = stack.wait_for_status(job_id, {"complete", "failed"}, 30)
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "WorkerLost"
+    assert len(started(stack, job_id)) == 1
+
+
+def test_a_recovered_job_runs_before_the_backlog(reliable_stack, backend):
+    stack = reliable_stack(backend)
+    start_kit_worker(stack, "doomed", "--workers", "1")
+    lost = dispatch(stack, "testSleep", {"tag": "lost", "seconds": 3})
+    wait_for(lambda: started(stack, lost), "the job did not start", 20)
+    backlog = [dispatch(stack, "testSleep", {"tag": f"b{i}", "seconds": 0.1}) for i in range(60)]
+
+    kill_worker(stack, "doomed")
+    start_kit_worker(stack, "rescuer", "--workers", "1")
+
+    stack.wait_for_status(lost, {"complete"}, 30)
+    second_start = started(stack, lost)[1]["at"]
+    backlog_starts = [r["at"] for r in runs(stack) if r["id"] in backlog and r["event"] == "start"]
+    # Queued again at the front: it runs while most of the backlog still waits.
+    assert len([at for at in backlog_starts if at < second_start]) < len(backlog) // 2
+
+
 def test_a_lone_worker_killed_and_restarted_recovers_its_own_jobs(reliable_stack):
     stack = reliable_stack("redis")
     start_kit_worker(stack, "only", "--workers", "1")
