@@ -170,9 +170,7 @@ def test_jobs_a_worker_took_ahead_run_elsewhere_while_it_is_stuck_on_a_long_one(
     assert all(started(stack, job_id)[0]["pid"] != stuck_pid for job_id in quick_ids)
 
 
-def test_a_job_with_default_retries_runs_again_after_its_worker_is_killed(
-    reliable_stack, backend
-):
+def test_a_job_with_default_retries_runs_again_after_its_worker_is_killed(reliable_stack, backend):
     stack = reliable_stack(backend)
     start_kit_worker(stack, "doomed")
     job_id = dispatch(stack, "testDefaults", {"tag": "defaults", "seconds": 2})
