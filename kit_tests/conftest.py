@@ -7,10 +7,12 @@ server and a ``huey_consumer``, with ``start_stack``.
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -80,6 +82,28 @@ def queue_app(tmp_path):
 @pytest.fixture
 def queue_client(queue_app):
     return queue_app.test_client()
+
+
+@pytest.fixture
+def open_read_only(monkeypatch):
+    """Make a Huey SQLite storage's next connection read-only, once.
+
+    What SQLite does, silently, when it opens a file it cannot write: on a
+    read-only file system, say. The connection after it is opened as usual.
+    """
+
+    def make(storage) -> None:
+        create = storage._create_connection
+
+        def read_only() -> sqlite3.Connection:
+            monkeypatch.setattr(storage, "_create_connection", create)
+            uri = f"file:{storage.filename}?mode=ro"
+            return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+
+        storage.close()
+        monkeypatch.setattr(storage, "_create_connection", read_only)
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -271,3 +295,56 @@ def round_trips(monkeypatch):
             monkeypatch.setattr(redis.connection.Connection, "send_packed_command", original)
 
     return counter
+
+
+class SmallDisk:
+    """A tmpfs of a few megabytes, for the SQLite queue: to fill up or make read-only."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        """Write a file until the file system has no space left."""
+        chunk = b"\0" * 65536
+        with open(self.filler, "wb", buffering=0) as out:
+            try:
+                while out.write(chunk):
+                    pass
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+    def remount(self, mode: str) -> None:
+        """``ro`` or ``rw``. Linux refuses ``ro`` while a process has a file open to write."""
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[SmallDisk]:
+    """An 8 MB tmpfs mounted for the test; skipped unless the test runs as root.
+
+    Request it before ``start_stack``: fixtures are torn down in reverse, so
+    the processes using the disk are stopped before it is unmounted.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path = tmp_path / "disk"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(path)], capture_output=True)
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            # Still busy (a process that outlived its test): detach it anyway.
+            subprocess.run(["umount", "--lazy", str(path)], check=True)

@@ -248,3 +248,21 @@ def test_huey_queues_on_redis_at_the_left_and_takes_from_the_right(redis_url):
         assert queue.flags_key == storage.result_key
     finally:
         storage.flush_queue()
+
+
+def test_a_sqlite_connection_that_refuses_writes_is_replaced_at_the_next_use(huey, open_read_only):
+    open_read_only(huey.storage)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        huey.storage.enqueue(b"refused")
+
+    huey.storage.enqueue(b"taken")
+
+    assert huey.storage.enqueued_items() == [b"taken"]
+
+
+def test_a_sqlite_connection_is_kept_after_an_error_of_one_statement(huey):
+    connection = huey.storage.conn
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        huey.storage.sql("select * from no_such_table")
+
+    assert huey.storage.conn is connection

@@ -20,7 +20,7 @@ What is here:
 * ``KitConsumer`` and ``KitProcessEnvironment``: Huey's consumer and process
   workers with their private steps reachable by name (``consumer.py`` sets
   the kit's policy on them);
-* storage handles (``RedisQueue``, ``SqliteQueue``) and a few helpers.
+* ``KitSqliteStorage``, storage handles (``RedisQueue``, ``SqliteQueue``) and helpers.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ import contextlib
 import datetime
 import logging
 import optparse
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,8 @@ USES: tuple[Use, ...] = (
     Use(RedisStorage, "result_key", ATTRIBUTE, "hash key (str)", "revoke flags live there"),
     Use(RedisStorage, "blocking", ATTRIBUTE, "bool", "a blocking take waits like BRPOP"),
     Use(RedisStorage, "read_timeout", ATTRIBUTE, "seconds", "a blocking take waits like BRPOP"),
-    Use(SqliteStorage, "db", CALL, "self, commit, close", "one transaction on Huey's connection"),
+    Use(SqliteStorage, "db", OVERRIDE, "self, commit, close", "one transaction; reopen if stuck"),
+    Use(SqliteStorage, "close", CALL, "self", "drop a connection an error stuck to"),
     Use(SqliteStorage, "sql", CALL, "self, query, params, commit, results", "one statement"),
     Use(SqliteStorage, "task", TABLE, "id, queue, data, priority", "the queue, next by priority"),
     Use(SqliteStorage, "schedule", TABLE, "id, queue, data, timestamp", "schedule depth"),
@@ -141,7 +143,28 @@ TYPE_REVOKE_PREFIX = "rt:"
 # The task each worker thread is running, for KitHuey.delete.
 _running = threading.local()
 
-STORAGE = {"redis": RedisStorage, "sqlite": SqliteStorage}
+
+class KitSqliteStorage(SqliteStorage):
+    """Huey's SQLite storage, whose one connection is dropped after an error that sticks.
+
+    SQLite silently opens a file it cannot write read-only: such a connection
+    refuses writes long after the file system is writable again. An I/O error
+    may leave stale file handles. The next use opens a fresh connection.
+    """
+
+    @contextlib.contextmanager
+    def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
+        try:
+            with super().db(commit, close) as cursor:
+                yield cursor
+        except sqlite3.Error as exc:
+            # READONLY, IOERR, CANTOPEN; a full disk or a lock passes by itself.
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (8, 10, 14):
+                self.close()
+            raise
+
+
+STORAGE = {"redis": RedisStorage, "sqlite": KitSqliteStorage}
 
 
 class KitHuey(Huey):

@@ -229,6 +229,18 @@ def ping() -> None:
         raise QueueUnavailable(str(exc)) from exc
 
 
+def check_writable() -> None:
+    """Commit one small write to the queue backend; raise QueueUnavailable.
+
+    A store may answer reads and refuse writes (SQLite on a full disk or a
+    read-only file system): :func:`ping` alone would call it ready.
+    """
+    try:
+        kit_state().backend.check_writable()
+    except BACKEND_ERRORS as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
 def backend_name() -> str:
     """The current app's queue backend: "redis" or "sqlite"."""
     return kit_state().backend.name

@@ -34,3 +34,11 @@ class RedisBackend:
 
     def leases(self) -> RedisLeases:
         return RedisLeases(self.queue)
+
+    def check_writable(self) -> None:
+        """Nothing beyond the readiness ping: /readyz stays one round trip on Redis.
+
+        A Redis that answers refuses writes only when full under
+        ``noeviction`` or after failed snapshots (``stop-writes-on-bgsave-error``);
+        a write here would catch those at the cost of a second round trip.
+        """

@@ -7,6 +7,7 @@ in this process, and there are no leases.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..controls.model import LogLimits
@@ -18,6 +19,13 @@ from ..leases.sqlite_store import SqliteLeases
 from ..metrics.stores import MemoryMetricsStore, SqliteMetricsStore
 from ..unique import MemoryClaims, SqliteClaims
 
+# The readiness check's one row per queue: when it last wrote (check_writable).
+READY_TABLE = "create table if not exists kit_ready (queue text primary key, at real not null)"
+READY_WRITE = (
+    "insert into kit_ready (queue, at) values (?, ?) "
+    "on conflict (queue) do update set at = excluded.at"
+)
+
 
 class SqliteBackend:
     """Stores that share the queue's SQLite file (or, in tests, memory)."""
@@ -27,6 +35,7 @@ class SqliteBackend:
     def __init__(self, storage: Any, tasks: SqliteQueue | None):
         self.storage = storage
         self.tasks = tasks
+        self._ready_table = False
 
     def history_store(self, settings: HistorySettings) -> SqliteStore:
         return SqliteStore(self.storage.name, settings, self.tasks)
@@ -45,3 +54,19 @@ class SqliteBackend:
 
     def leases(self) -> SqliteLeases | None:
         return None if self.tasks is None else SqliteLeases(self.tasks)
+
+    def check_writable(self) -> None:
+        """Commit one small write: reading the queue is not enough to be ready.
+
+        A full disk or a read-only file system still lets SQLite read, so the
+        web app would answer every dispatch with 503 while /readyz said 200.
+        One row per queue, updated in a write transaction like a dispatch's,
+        fails as a dispatch would: SQLITE_FULL, or SQLITE_READONLY.
+        """
+        if self.tasks is None:  # immediate mode: memory always takes writes
+            return
+        with self.tasks.db(commit=True) as curs:
+            if not self._ready_table:
+                curs.execute(READY_TABLE)
+            curs.execute(READY_WRITE, (self.tasks.name, time.time()))
+        self._ready_table = True
