@@ -150,6 +150,21 @@ def redis_app(redis_url):
     return create_app({"TESTING": True, "REDIS_URL": redis_url, "QUEUE_NAME": unique_queue_name()})
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def leased_app(request, tmp_path):
+    """An app on a real queue, SQLite then Redis, with leases and no worker.
+
+    Tests play the consumer's parts in-process: its scheduler
+    (``huey.read_schedule``), and a worker (``leases.take`` and ``huey.execute``).
+    """
+    config = {"TESTING": True, "QUEUE_NAME": unique_queue_name()}
+    if request.param == "redis":
+        config["REDIS_URL"] = request.getfixturevalue("redis_url")
+    else:
+        config.update(REDIS_URL=None, SQLITE_PATH=str(tmp_path / "queue.sqlite3"))
+    return create_app(config)
+
+
 class Stack:
     """A running web server and worker, driven over real HTTP."""
 

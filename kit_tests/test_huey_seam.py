@@ -9,13 +9,15 @@ them where the kit expects, and still keeps its queues in the same order.
 """
 
 import contextlib
+import datetime
 import inspect
 import signal
 import sqlite3
+import threading
 from importlib.metadata import version
 
 import pytest
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Scheduler
 from huey.consumer_options import ConsumerConfig
 from huey.storage import RedisStorage, SqliteStorage
 
@@ -266,3 +268,42 @@ def test_a_sqlite_connection_is_kept_after_an_error_of_one_statement(huey):
         huey.storage.sql("select * from no_such_table")
 
     assert huey.storage.conn is connection
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def storage(request, tmp_path):
+    """Huey's own storage, SQLite then Redis, with nothing on it yet."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        storage = RedisStorage(unique_queue_name(), url=url, blocking=False)
+    else:
+        storage = SqliteStorage(unique_queue_name(), filename=str(tmp_path / "q.db"))
+    yield storage
+    storage.flush_schedule()
+    storage.flush_queue()
+
+
+def test_the_kit_reads_the_due_messages_huey_would_read_in_its_order(storage):
+    schedule = huey_seam.redis_queue(storage) or huey_seam.sqlite_queue(storage)
+    now = datetime.datetime(2030, 1, 2, 3, 4, 5, 600000)
+    for seconds, raw in [(5, b"later"), (0, b"now"), (-3, b"first"), (-1, b"second")]:
+        storage.add_to_schedule(raw, now + datetime.timedelta(seconds=seconds))
+
+    due = [raw for _, raw in schedule.due(now, 10)]
+
+    assert due == [bytes(raw) for raw in storage.read_schedule(now)]
+    assert due == [b"first", b"second", b"now"]
+
+
+def test_hueys_scheduler_queues_what_read_schedule_returns_and_nothing_more(huey, seam_task):
+    queued = []
+    huey.read_schedule = lambda timestamp=None: [seam_task.s(1)]
+    huey.enqueue = queued.append
+    stop = threading.Event()
+    stop.set()  # no wait for the next tick
+
+    Scheduler(huey, stop, interval=1, periodic=False).loop()
+    huey.read_schedule = lambda timestamp=None: []
+    Scheduler(huey, stop, interval=1, periodic=False).loop()
+
+    assert [task.args for task in queued] == [(1,)]

@@ -7,10 +7,12 @@ that a dead worker is noticed within about two seconds. The jobs come from
 """
 
 import contextlib
+import datetime
 import importlib.util
 import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -102,19 +104,24 @@ def kill_worker(stack: Stack, name: str) -> list[int]:
     return pids
 
 
-def history(stack: Stack):
-    """The job history the stack writes, read in this process."""
+def stack_app(stack: Stack):
+    """An app on the stack's queue, in this process (with no worker of its own)."""
     env = stack.env
     sqlite_path = env.get("FLASK_SQLITE_PATH")
-    app = create_app(
+    return create_app(
         {
             "TESTING": True,
             "REDIS_URL": env.get("REDIS_URL"),
             "QUEUE_NAME": env["FLASK_QUEUE_NAME"],
             "SQLITE_PATH": json.loads(sqlite_path) if sqlite_path else None,
+            "JOB_MODULES": json.loads(env["FLASK_JOB_MODULES"]),
         }
     )
-    return app.extensions["jobkit"].history
+
+
+def history(stack: Stack):
+    """The job history the stack writes, read in this process."""
+    return stack_app(stack).extensions["jobkit"].history
 
 
 def dispatch(stack: Stack, name: str, payload: dict) -> str:
@@ -246,6 +253,75 @@ def test_worker_processes_die_with_their_killed_consumer(reliable_stack):
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), "orphans", 5)
     start_kit_worker(stack, "worker")
     assert stack.wait_for_status(job_id, {"complete"}, 20)["recovered"] == 1
+
+
+def poll_until(check, message: str, timeout: float) -> None:
+    """``wait_for``, looking every few milliseconds: for a moment that lasts little."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.002)
+
+
+def move_began(huey, store):
+    """A check: has a consumer begun to move due jobs since this call?
+
+    It has when one more job is recorded as queued (the "enqueued" signal
+    comes before the move), or when jobs left the schedule.
+    """
+    on_schedule, recorded = huey.scheduled_count(), store.counts()["queued"]
+    return lambda: store.counts()["queued"] > recorded or huey.scheduled_count() < on_schedule
+
+
+# Consumers killed while they move the due jobs; then one more runs them.
+DUE_JOBS, KILLS = 200, 5
+
+
+def test_due_jobs_survive_their_consumer_killed_again_and_again_as_it_moves_them(
+    reliable_stack, backend
+):
+    seed = int(os.environ.get("KILL_SEED") or random.randrange(2**32))
+    print(f"KILL_SEED={seed}")  # shown with a failure: set it to replay the kills
+    rng = random.Random(seed)
+    stack = reliable_stack(backend)
+    kit = stack_app(stack).extensions["jobkit"]
+    huey, store = kit.huey, kit.history
+    # All due in the same second, about three seconds from now, on Huey's
+    # schedule (where a worker puts a job with an eta, or a retry).
+    eta = huey._get_timestamp() + datetime.timedelta(seconds=3)
+    tags = [f"due{i}" for i in range(DUE_JOBS)]
+    for tag in tags:
+        huey.add_schedule(kit.tasks["testSleep"].s({"tag": tag, "seconds": 0}, eta=eta))
+    assert huey.scheduled_count() == DUE_JOBS
+
+    kills = []
+    for round_ in range(KILLS):
+        if huey.scheduled_count() == 0:
+            break
+        began = move_began(huey, store)
+        consumer = start_kit_worker(stack, f"doomed{round_}", "--no-periodic")
+        poll_until(began, f"round {round_}: the consumer never began to move due jobs", 30)
+        # Early in the move at first, then later and later: around the step
+        # that queues them, and after it.
+        delay = rng.uniform(0, 0.04 * (round_ + 1))
+        time.sleep(delay)
+        consumer.kill()  # the consumer's main process only; its workers die with it
+        consumer.wait(10)
+        stack.processes.pop(f"doomed{round_}")
+        kills.append((round(delay * 1000), huey.scheduled_count(), huey.pending_count()))
+    print("killed (ms after the move began, on the schedule, on the queue):", kills)
+
+    start_kit_worker(stack, "survivor", "--no-periodic")
+
+    def ended() -> set[str]:
+        return {r["tag"] for r in runs(stack) if r["event"] == "end"}
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: ended() >= set(tags), "jobs lost", 60)
+    assert ended() == set(tags), f"seed {seed}: never ran {sorted(set(tags) - ended())[:10]}"
+    wait_for(lambda: store.counts()["complete"] == DUE_JOBS, f"seed {seed}: not all complete", 20)
+    assert (huey.scheduled_count(), huey.pending_count()) == (0, 0)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -45,6 +45,11 @@ class RunState:
     # history: the "queued" record was written with the message, so Huey's
     # "enqueued" signal (consumed there) must not write it again.
     recorded: bool = False
+    # huey_seam: read off the schedule by the kit's scheduler, which sends
+    # "enqueued" before it moves the job (and maybe in vain, if another
+    # scheduler moved it first): the history writes "queued" only over
+    # "scheduled" or "retrying", never over what a run wrote since.
+    from_schedule: bool = False
     # history: the failure already said "will be retried", so Huey's
     # "retrying" signal (consumed there) adds nothing.
     retry_noted: bool = False

@@ -139,8 +139,11 @@ class History(Reading):
             if state is not None and state.recorded:
                 state.recorded = False  # written with the message; a retry is not
             else:
-                # Queued by Huey itself: a retry, a scheduled job coming due.
-                self._write(signal, task, self._queued(task, job_payload(task), at))
+                # Queued by Huey itself (a retry), or a due job by the kit's scheduler.
+                change = self._queued(task, job_payload(task), at)
+                if state is not None and state.from_schedule:
+                    change.only_from = (model.SCHEDULED, model.RETRYING)
+                self._write(signal, task, change)
         elif signal == S.SIGNAL_SCHEDULED:
             eta = eta_timestamp(task.eta, self.huey.utc)
             self._write(

@@ -20,7 +20,8 @@ What is here:
 * ``KitConsumer`` and ``KitProcessEnvironment``: Huey's consumer and process
   workers with their private steps reachable by name (``consumer.py`` sets
   the kit's policy on them);
-* ``KitSqliteStorage``, storage handles (``RedisQueue``, ``SqliteQueue``) and helpers.
+* ``KitSqliteStorage`` and storage handles (``RedisQueue``, ``SqliteQueue``),
+  in ``storage``, and a few helpers.
 """
 
 from __future__ import annotations
@@ -29,17 +30,16 @@ import contextlib
 import datetime
 import logging
 import optparse
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
+from huey import signals as S
 from huey.api import Huey, Task
 from huey.constants import WORKER_PROCESS, EmptyData
-from huey.consumer import Consumer, Environment, ProcessEnvironment
+from huey.consumer import Consumer, Environment, ProcessEnvironment, Scheduler
 from huey.consumer_options import ConsumerConfig, OptionParserHandler
 from huey.registry import Message
 from huey.serializer import Serializer
@@ -49,7 +49,18 @@ from huey.storage import RedisStorage, SqliteStorage
 from huey.utils import SKIPPED as SKIPPED
 from huey.utils import Error as Error
 
-from .huey_hooks import ConsumerStart, Hooks
+from .. import run_state
+from ..huey_hooks import ConsumerStart, Hooks
+from .storage import (
+    DueMove,
+    KitSqliteStorage,
+    RedisQueue,
+    SqliteQueue,
+    redis_queue,
+    sqlite_queue,
+)
+
+log = logging.getLogger(__name__)
 
 # The Huey releases this seam was checked against (the kit's suite and
 # test_huey_seam.py); pyproject.toml pins the range they stand for.
@@ -85,11 +96,13 @@ USES: tuple[Use, ...] = (
     Use(Huey, "execute", OVERRIDE, "self, task, timestamp", "release the lease after the run"),
     Use(Huey, "is_revoked", OVERRIDE, "self, task, timestamp, peek", "flags read with the take"),
     Use(Huey, "delete", OVERRIDE, "self, key", "Huey deletes task.revoke_id after each run"),
-    Use(Huey, "read_schedule", OVERRIDE, "self, timestamp", "quiet while the backend is down"),
+    Use(Huey, "read_schedule", OVERRIDE, "self, timestamp", "move due jobs in one step; quiet"),
+    Use(Scheduler, "loop", FORMAT, "enqueues what read_schedule returns", "the kit returns none"),
+    Use(Huey, "enqueue", FORMAT, "resolve expires, send 'enqueued', store", "a due job's move too"),
     Use(Huey, "read_periodic", OVERRIDE, "self, timestamp", "one scheduler per periodic run"),
     Use(Huey, "_revoke_keys", CALL, "self, task", "which flags decide a task's revoke"),
     Use(Huey, "_check_revoked", CALL, "self, data, timestamp, peek", "judge a flag's raw value"),
-    Use(Huey, "_emit", CALL, "self, signal, task, *args, **kwargs", "'enqueued' after our write"),
+    Use(Huey, "_emit", CALL, "self, signal, task, *args, **kwargs", "'enqueued' after our writes"),
     Use(Huey, "_get_timestamp", CALL, "self", "the scheduler's now, in Huey's timezone"),
     Use(Task, "revoke_id", FORMAT, "'r:' + task id", "the take script reads the flag"),
     Use(Huey, "_task_key", FORMAT, "'rt:' + task name", "the take script reads the type's flag"),
@@ -115,7 +128,8 @@ USES: tuple[Use, ...] = (
     # Storage.
     Use(RedisStorage, "conn", ATTRIBUTE, "redis.Redis", "the kit's keys share the connection"),
     Use(RedisStorage, "queue_key", ATTRIBUTE, "list: LPUSH in, pop right", "take, requeue"),
-    Use(RedisStorage, "schedule_key", ATTRIBUTE, "sorted set", "schedule depth"),
+    Use(RedisStorage, "schedule_key", ATTRIBUTE, "sorted set: message -> eta", "move due jobs"),
+    Use(RedisStorage, "convert_ts", CALL, "self, ts", "the schedule's scores, as Huey writes them"),
     Use(RedisStorage, "result_key", ATTRIBUTE, "hash key (str)", "revoke flags live there"),
     Use(RedisStorage, "blocking", ATTRIBUTE, "bool", "a blocking take waits like BRPOP"),
     Use(RedisStorage, "read_timeout", ATTRIBUTE, "seconds", "a blocking take waits like BRPOP"),
@@ -123,7 +137,7 @@ USES: tuple[Use, ...] = (
     Use(SqliteStorage, "close", CALL, "self", "drop a connection an error stuck to"),
     Use(SqliteStorage, "sql", CALL, "self, query, params, commit, results", "one statement"),
     Use(SqliteStorage, "task", TABLE, "id, queue, data, priority", "the queue, next by priority"),
-    Use(SqliteStorage, "schedule", TABLE, "id, queue, data, timestamp", "schedule depth"),
+    Use(SqliteStorage, "schedule", TABLE, "id, queue, data, timestamp", "move due jobs"),
     Use(SqliteStorage, "kv", TABLE, "queue, key, value", "revoke flags live there"),
     # Serializer and message types.
     Use(Serializer, "_serialize", OVERRIDE, "self, data", "JSON instead of pickle"),
@@ -144,27 +158,10 @@ TYPE_REVOKE_PREFIX = "rt:"
 _running = threading.local()
 
 
-class KitSqliteStorage(SqliteStorage):
-    """Huey's SQLite storage, whose one connection is dropped after an error that sticks.
-
-    SQLite silently opens a file it cannot write read-only: such a connection
-    refuses writes long after the file system is writable again. An I/O error
-    may leave stale file handles. The next use opens a fresh connection.
-    """
-
-    @contextlib.contextmanager
-    def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
-        try:
-            with super().db(commit, close) as cursor:
-                yield cursor
-        except sqlite3.Error as exc:
-            # READONLY, IOERR, CANTOPEN; a full disk or a lock passes by itself.
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (8, 10, 14):
-                self.close()
-            raise
-
-
 STORAGE = {"redis": RedisStorage, "sqlite": KitSqliteStorage}
+
+# Due messages moved per step (one script call, or one transaction).
+MOVE_BATCH = 500
 
 
 class KitHuey(Huey):
@@ -178,6 +175,7 @@ class KitHuey(Huey):
         # stores use is decided once, from the storage, by backends/.
         super().__init__(name, storage_class=STORAGE[backend], **options)
         self.hooks = Hooks()
+        self._schedule: RedisQueue | SqliteQueue | None = None
 
     def create_consumer(self, **options: Any) -> Consumer:
         """What ``huey_consumer`` calls: Huey's consumer."""
@@ -265,21 +263,71 @@ class KitHuey(Huey):
         return super().delete(key)
 
     def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
-        """The scheduler, once a second: quiet while the backend is down.
+        """The scheduler, once a second: due jobs go to the queue in one step.
 
-        Huey would log a traceback every second of an outage; the delivery's
-        outage log says when it starts and when it ends.
+        Huey's own takes the due messages off the schedule and returns them
+        for its scheduler to queue one by one: a consumer killed in between
+        loses them. With the kit's delivery the messages move inside the
+        storage instead (``move_due``), and Huey's scheduler gets none.
+
+        Quiet while the backend is down: Huey would log a traceback every
+        second of an outage; the delivery's outage log says when it starts
+        and when it ends.
         """
         delivery = self.hooks.delivery
         if delivery is None:
             return super().read_schedule(timestamp)
         try:
-            due = super().read_schedule(timestamp)
+            self.move_due(timestamp or self._get_timestamp())
         except delivery.errors as exc:
             delivery.outage.failed(exc)
             return []
         delivery.outage.ok()
-        return due
+        return []
+
+    def move_due(self, now: datetime.datetime) -> int:
+        """Move the jobs due by ``now`` from the schedule to the queue; how many moved.
+
+        Each job gets what Huey's enqueue gives it, in the same order: its
+        expiry resolved anew, then the "enqueued" signal, and only then a
+        place on the queue, so the job history says "queued" before any
+        worker can say "running". One step per batch then moves the
+        messages, each only if it is still on the schedule: another
+        scheduler that read it too sent the signal in vain (the history
+        knows, from ``run_state.from_schedule``) but cannot queue it twice.
+        A message that cannot be read is moved as it is: the worker that
+        takes it sets it aside, as any unreadable message, so it holds up
+        no job due with it.
+        """
+        if self._schedule is None:
+            self._schedule = redis_queue(self.storage) or sqlite_queue(self.storage)
+        schedule = self._schedule
+        if schedule is None:
+            raise TypeError(f"no schedule handle for {type(self.storage).__name__}")
+        moved = 0
+        while True:
+            due = schedule.due(now, MOVE_BATCH)
+            done = sum(schedule.move_due([self._due(ref, raw) for ref, raw in due], now))
+            moved += done
+            # A batch that moved nothing was moved by another scheduler.
+            if len(due) < MOVE_BATCH or not done:
+                return moved
+
+    def _due(self, ref: Any, raw: bytes) -> DueMove:
+        """One due message: what Huey's enqueue would do with it, short of storing it."""
+        try:
+            task = self.deserialize_task(raw)
+        except Exception:
+            # As Huey logs it; a worker logs it again as it sets it aside.
+            log.exception("an unreadable message is due; it goes to the queue as it is")
+            return DueMove(ref, raw, raw)
+        message = raw
+        if task.expires:
+            task.resolve_expires(self.utc)
+            message = self.serialize_task(task)
+        run_state.of(task).from_schedule = True
+        self._emit(S.SIGNAL_ENQUEUED, task)
+        return DueMove(ref, raw, message, task.priority or 0)
 
     def read_periodic(self, timestamp: datetime.datetime | None) -> list[Task]:
         timestamp = timestamp or self._get_timestamp()
@@ -377,106 +425,6 @@ def consumer_logs_level_only() -> None:
         (logger or logging.getLogger()).setLevel(self.loglevel)
 
     ConsumerConfig.setup_logger = level_only
-
-
-# -- storage -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RedisQueue:
-    """Huey's Redis storage of one queue: the connection and keys the kit shares.
-
-    The queue is a list: Huey LPUSHes new messages and pops from the right
-    (BRPOP), so the next message is at index -1 and RPUSH puts one in front.
-    """
-
-    conn: redis.Redis
-    name: str
-    queue_key: str
-    schedule_key: str
-    flags_key: str  # the hash of results and revoke flags; "" if they live elsewhere
-    blocking: bool
-    read_timeout: float
-
-
-def redis_queue(storage: Any) -> RedisQueue | None:
-    """The Redis handle of ``storage``; None if it is not Huey's Redis storage."""
-    if not isinstance(storage, RedisStorage):
-        return None
-    flags = storage.result_key if isinstance(storage.result_key, str) else ""
-    return RedisQueue(
-        storage.conn,
-        storage.name,
-        storage.queue_key,
-        storage.schedule_key,
-        flags,
-        storage.blocking,
-        storage.read_timeout,
-    )
-
-
-class SqliteQueue:
-    """Huey's SQLite storage of one queue, and its tables as the kit uses them.
-
-    ``db(commit=False)`` is a cursor in one transaction (exclusive when
-    committing) on Huey's own connection, under its lock; ``sql(query,
-    params, commit, results)`` runs one statement. Huey's tables: ``task``
-    (the queue; the next message has the highest priority, then the lowest
-    row id), ``schedule`` and ``kv`` (results and revoke flags).
-    """
-
-    def __init__(self, storage: SqliteStorage):
-        self.name: str = storage.name
-        self.db: Callable[..., contextlib.AbstractContextManager[Any]] = storage.db
-        self.sql: Callable[..., Any] = storage.sql
-
-    def has_queued(self) -> bool:
-        """A cheap look that takes no write lock, as Huey's dequeue starts."""
-        query = "select 1 from task where queue = ? limit 1"
-        return bool(self.sql(query, (self.name,), results=True))
-
-    def next_queued(self, curs: Any) -> tuple[int, bytes, float] | None:
-        """The row id, message and priority that Huey would dequeue next."""
-        curs.execute(
-            "select id, data, priority from task where queue = ? "
-            "order by priority desc, id limit 1",
-            (self.name,),
-        )
-        row = curs.fetchone()
-        return None if row is None else (row[0], bytes(row[1]), row[2])
-
-    def take(self, curs: Any, row_id: int) -> None:
-        curs.execute("delete from task where id = ?", (row_id,))
-
-    def enqueue(self, curs: Any, raw: bytes, priority: float, front: bool = False) -> None:
-        """The row Huey's enqueue writes; ``front``: first in line at its priority."""
-        row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
-        curs.execute(
-            f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
-            (self.name, raw, priority or 0),
-        )
-
-    def enqueue_all(self, curs: Any, messages: Iterable[tuple[bytes, float]]) -> int:
-        """Queue messages in order, behind what is queued; returns how many."""
-        rows = [(self.name, raw, priority or 0) for raw, priority in messages]
-        curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
-        return len(rows)
-
-    def delete_flag(self, curs: Any, key: str) -> None:
-        """Delete a revoke flag (a row of Huey's key/value table)."""
-        curs.execute("delete from kv where queue = ? and key = ?", (self.name, key))
-
-    def sizes(self, curs: Any) -> tuple[int, int]:
-        """How many messages are queued, and how many scheduled."""
-        curs.execute("select count(*) from task where queue = ?", (self.name,))
-        queued = curs.fetchone()[0]
-        curs.execute("select count(*) from schedule where queue = ?", (self.name,))
-        return queued, curs.fetchone()[0]
-
-
-def sqlite_queue(storage: Any) -> SqliteQueue | None:
-    """The SQLite handle of ``storage``; None if it is not Huey's SQLite storage."""
-    return SqliteQueue(storage) if isinstance(storage, SqliteStorage) else None
 
 
 # -- messages ----------------------------------------------------------------

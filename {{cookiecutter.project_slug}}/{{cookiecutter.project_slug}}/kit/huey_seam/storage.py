@@ -1,0 +1,221 @@
+"""Storage handles: Huey's Redis keys and SQLite tables as the kit uses them.
+
+Part of the seam (``huey_seam.USES`` lists what is used here). Each handle
+holds one queue's connection and the layout the kit's stores share with
+Huey: the queue, the schedule and the revoke flags. Moving due jobs from the
+schedule to the queue lives here too (``KitHuey.move_due`` drives it): one
+script on Redis, one transaction on SQLite, so that no moment exists where a
+due job is on neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from huey.storage import RedisStorage, SqliteStorage
+
+
+class KitSqliteStorage(SqliteStorage):
+    """Huey's SQLite storage, whose one connection is dropped after an error that sticks.
+
+    SQLite silently opens a file it cannot write read-only: such a connection
+    refuses writes long after the file system is writable again. An I/O error
+    may leave stale file handles. The next use opens a fresh connection.
+    """
+
+    @contextlib.contextmanager
+    def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
+        try:
+            with super().db(commit, close) as cursor:
+                yield cursor
+        except sqlite3.Error as exc:
+            # READONLY, IOERR, CANTOPEN; a full disk or a lock passes by itself.
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (8, 10, 14):
+                self.close()
+            raise
+
+
+@dataclass(frozen=True)
+class DueMove:
+    """One due message on the schedule, and what goes on the queue for it."""
+
+    ref: Any  # where it is: the message itself (Redis), or its row id (SQLite)
+    raw: bytes  # the message as it is on the schedule
+    message: bytes  # what to queue: the same bytes, unless its expiry was resolved anew
+    priority: float = 0
+
+
+# Move due messages from Huey's schedule (KEYS[1], a sorted set scored by
+# eta) to its queue (KEYS[2]): each message ARGV[i] that is still on the
+# schedule, and due by ARGV[1], leaves it and its replacement ARGV[i + 1] is
+# LPUSHed, as Huey's enqueue does, in the order given. Returns a 1 or a 0
+# per message: moved, or gone (another scheduler moved it first).
+_MOVE_DUE_LUA = """
+local due, moved = tonumber(ARGV[1]), {}
+for i = 2, #ARGV, 2 do
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+    if score and tonumber(score) <= due then
+        redis.call('ZREM', KEYS[1], ARGV[i])
+        redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+        table.insert(moved, 1)
+    else
+        table.insert(moved, 0)
+    end
+end
+return moved
+"""
+
+
+@dataclass(frozen=True)
+class RedisQueue:
+    """Huey's Redis storage of one queue: the connection and keys the kit shares.
+
+    The queue is a list: Huey LPUSHes new messages and pops from the right
+    (BRPOP), so the next message is at index -1 and RPUSH puts one in front.
+    The schedule is a sorted set of messages, scored by their eta as
+    ``schedule_score`` (Huey's ``convert_ts``) gives it.
+    """
+
+    conn: redis.Redis
+    name: str
+    queue_key: str
+    schedule_key: str
+    flags_key: str  # the hash of results and revoke flags; "" if they live elsewhere
+    blocking: bool
+    read_timeout: float
+    schedule_score: Callable[[datetime.datetime], float]
+
+    def due(self, now: datetime.datetime, limit: int) -> list[tuple[Any, bytes]]:
+        """The first ``limit`` messages due by ``now``, as Huey reads them: eta order."""
+        score = self.schedule_score(now)
+        found = self.conn.zrangebyscore(self.schedule_key, "-inf", score, start=0, num=limit)
+        return [(raw, raw) for raw in found]
+
+    def move_due(self, moves: list[DueMove], now: datetime.datetime) -> list[bool]:
+        """Move these due messages to the back of the queue, in order, in one step."""
+        if not moves:
+            return []
+        args: list[Any] = [self.schedule_score(now)]
+        for move in moves:
+            args += [move.raw, move.message]
+        flags = self._move_due_script(keys=[self.schedule_key, self.queue_key], args=args)
+        return [bool(flag) for flag in flags]
+
+    @functools.cached_property
+    def _move_due_script(self) -> Any:
+        return self.conn.register_script(_MOVE_DUE_LUA)
+
+
+def redis_queue(storage: Any) -> RedisQueue | None:
+    """The Redis handle of ``storage``; None if it is not Huey's Redis storage."""
+    if not isinstance(storage, RedisStorage):
+        return None
+    flags = storage.result_key if isinstance(storage.result_key, str) else ""
+    return RedisQueue(
+        storage.conn,
+        storage.name,
+        storage.queue_key,
+        storage.schedule_key,
+        flags,
+        storage.blocking,
+        storage.read_timeout,
+        storage.convert_ts,
+    )
+
+
+class SqliteQueue:
+    """Huey's SQLite storage of one queue, and its tables as the kit uses them.
+
+    ``db(commit=False)`` is a cursor in one transaction (exclusive when
+    committing) on Huey's own connection, under its lock; ``sql(query,
+    params, commit, results)`` runs one statement. Huey's tables: ``task``
+    (the queue; the next message has the highest priority, then the lowest
+    row id), ``schedule`` (its ``timestamp`` is the eta's ``timestamp()``)
+    and ``kv`` (results and revoke flags).
+    """
+
+    def __init__(self, storage: SqliteStorage):
+        self.name: str = storage.name
+        self.db: Callable[..., contextlib.AbstractContextManager[Any]] = storage.db
+        self.sql: Callable[..., Any] = storage.sql
+
+    def has_queued(self) -> bool:
+        """A cheap look that takes no write lock, as Huey's dequeue starts."""
+        query = "select 1 from task where queue = ? limit 1"
+        return bool(self.sql(query, (self.name,), results=True))
+
+    def next_queued(self, curs: Any) -> tuple[int, bytes, float] | None:
+        """The row id, message and priority that Huey would dequeue next."""
+        curs.execute(
+            "select id, data, priority from task where queue = ? "
+            "order by priority desc, id limit 1",
+            (self.name,),
+        )
+        row = curs.fetchone()
+        return None if row is None else (row[0], bytes(row[1]), row[2])
+
+    def take(self, curs: Any, row_id: int) -> None:
+        curs.execute("delete from task where id = ?", (row_id,))
+
+    def enqueue(self, curs: Any, raw: bytes, priority: float, front: bool = False) -> None:
+        """The row Huey's enqueue writes; ``front``: first in line at its priority."""
+        row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
+        curs.execute(
+            f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
+            (self.name, raw, priority or 0),
+        )
+
+    def enqueue_all(self, curs: Any, messages: Iterable[tuple[bytes, float]]) -> int:
+        """Queue messages in order, behind what is queued; returns how many."""
+        rows = [(self.name, raw, priority or 0) for raw, priority in messages]
+        curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+        return len(rows)
+
+    def delete_flag(self, curs: Any, key: str) -> None:
+        """Delete a revoke flag (a row of Huey's key/value table)."""
+        curs.execute("delete from kv where queue = ? and key = ?", (self.name, key))
+
+    def sizes(self, curs: Any) -> tuple[int, int]:
+        """How many messages are queued, and how many scheduled."""
+        curs.execute("select count(*) from task where queue = ?", (self.name,))
+        queued = curs.fetchone()[0]
+        curs.execute("select count(*) from schedule where queue = ?", (self.name,))
+        return queued, curs.fetchone()[0]
+
+    def due(self, now: datetime.datetime, limit: int) -> list[tuple[Any, bytes]]:
+        """The first ``limit`` messages due by ``now``, as Huey reads them: eta order."""
+        rows = self.sql(
+            "select id, data from schedule where queue = ? and timestamp <= ? "
+            "order by timestamp, id limit ?",
+            (self.name, now.timestamp(), limit),
+            results=True,
+        )
+        return [(row_id, bytes(data)) for row_id, data in rows]
+
+    def move_due(self, moves: list[DueMove], now: datetime.datetime) -> list[bool]:
+        """Move these due messages to the back of the queue, in order, in one transaction."""
+        moved = []
+        with self.db(commit=True) as curs:
+            for move in moves:
+                # Still there, and still the same message: once a row is gone
+                # (another scheduler moved it), SQLite may give its id to a new one.
+                curs.execute(
+                    "delete from schedule where id = ? and queue = ? and data = ?",
+                    (move.ref, self.name, move.raw),
+                )
+                moved.append(curs.rowcount == 1)
+                if moved[-1]:
+                    self.enqueue(curs, move.message, move.priority)
+        return moved
+
+
+def sqlite_queue(storage: Any) -> SqliteQueue | None:
+    """The SQLite handle of ``storage``; None if it is not Huey's SQLite storage."""
+    return SqliteQueue(storage) if isinstance(storage, SqliteStorage) else None
