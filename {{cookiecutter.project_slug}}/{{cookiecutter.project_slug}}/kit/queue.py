@@ -1,10 +1,10 @@
 """The job queue: one Huey instance per app, built from configuration.
 
 ``REDIS_URL`` set: Redis, through one shared connection pool with short
-timeouts, so an unreachable Redis fails a request in about a second instead
-of hanging it. Otherwise: SQLite in the instance folder, the embedded default
-that needs no server. Tests use Huey's immediate mode, which runs each job
-in the calling process.
+timeouts, so an unreachable or frozen Redis fails a request in about a second
+instead of hanging it (``backends/redis_pool.py``). Otherwise: SQLite in the
+instance folder, the embedded default that needs no server. Tests use Huey's
+immediate mode, which runs each job in the calling process.
 """
 
 import contextlib
@@ -14,15 +14,12 @@ import time
 import uuid
 from typing import Any, NamedTuple
 
-import redis
 from flask import Flask
 from huey import Huey
 from huey.api import Task, TaskWrapper
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from . import leases, registry, run_state, unique
-from .backends import BACKEND_ERRORS, open_backend
+from .backends import BACKEND_ERRORS, open_backend, redis_pool
 from .controls import Controls, register_periodic
 from .history import History
 from .huey_seam import KitHuey
@@ -55,16 +52,18 @@ def create_huey(config: dict[str, Any], instance_path: str) -> KitHuey:
     options = {"serializer": JSONSerializer(), "results": False, "utc": True}
     name = config["QUEUE_NAME"]
     if config.get("REDIS_URL"):
-        pool = redis.ConnectionPool.from_url(
-            config["REDIS_URL"],
-            socket_connect_timeout=config["REDIS_CONNECT_TIMEOUT"],
-            socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
-            health_check_interval=30,
-            # One quick retry covers a dropped idle connection; more would
-            # only make a real outage slower to report.
-            retry=Retry(NoBackoff(), 1),
+        # Short timeouts, no retry of a timeout, and fail-fast for a moment
+        # after one (backends/redis_pool.py).
+        pool = redis_pool.connection_pool(
+            config["REDIS_URL"], config["REDIS_CONNECT_TIMEOUT"], config["REDIS_SOCKET_TIMEOUT"]
         )
         huey = KitHuey(name, "redis", connection_pool=pool, **options)
+        # A process that runs a consumer is a worker: its blocking takes wait
+        # for a job longer than a web request waits for a reply.
+        worker_timeout = config["REDIS_WORKER_SOCKET_TIMEOUT"]
+        huey.hooks.consumer_listeners.append(
+            lambda start: redis_pool.use_socket_timeout(pool, worker_timeout)
+        )
     else:
         path = config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

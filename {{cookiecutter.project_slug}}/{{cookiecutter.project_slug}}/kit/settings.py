@@ -36,9 +36,16 @@ MONITOR_USERNAME = None
 MONITOR_PASSWORD = None
 
 # Seconds to wait for Redis before answering 503: short, so an outage is
-# reported at once instead of piling up stuck requests.
+# reported at once instead of piling up stuck requests. A frozen Redis (a hung
+# host) accepts connections and never answers: a request then waits
+# REDIS_SOCKET_TIMEOUT once; a timeout is not retried, and for a second after
+# it every call fails at once, until one call finds Redis answering again.
 REDIS_CONNECT_TIMEOUT = 1.0
-REDIS_SOCKET_TIMEOUT = 5.0
+REDIS_SOCKET_TIMEOUT = 1.0
+# The same, in worker processes (those that start a consumer). Longer: a
+# slow reply costs a worker nothing but time. A worker's take waits for a job
+# for a second, or half its socket timeout if that is less.
+REDIS_WORKER_SOCKET_TIMEOUT = 5.0
 
 # Run jobs in the calling process instead of queueing them (tests only).
 QUEUE_IMMEDIATE = False

@@ -237,9 +237,22 @@ class RedisLeases:
             return []
         # Nothing queued: wait for a message as Huey's dequeue does (BRPOP
         # takes from the same end). Huey reads this job's revoke flags itself.
-        move = ("BLMOVE", queue.queue_key, key, "RIGHT", "LEFT", queue.read_timeout)
+        move = ("BLMOVE", queue.queue_key, key, "RIGHT", "LEFT", self._blocking_wait())
         raw = self.conn.execute_command(*move)
         return [] if raw is None else [Lease(raw, key)]
+
+    def _blocking_wait(self) -> float:
+        """How long a take waits for a job: Huey's ``read_timeout``, within the socket's.
+
+        A wait as long as the socket timeout would end in a timeout (and
+        count as an outage) whenever the queue stays empty. Workers wait for
+        a reply longer than that (``REDIS_WORKER_SOCKET_TIMEOUT``); a process
+        that takes without having started a consumer has the web's timeout.
+        """
+        socket_timeout = self.conn.connection_pool.connection_kwargs.get("socket_timeout")
+        if not socket_timeout:
+            return self.queue.read_timeout
+        return min(self.queue.read_timeout, socket_timeout / 2)
 
     def add_release(self, pipe: Any, lease: Lease, job_id: str) -> None:
         """Add the commands that release ``lease`` to a pipeline.
