@@ -6,38 +6,17 @@ on the same port.
 """
 
 import shutil
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from support import free_port, redis_answers, wait_for
+from support import PrivateRedis, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 PACKAGE = "acme_jobs"
 PESSOA = {"nome": "Ana", "idade": 30}
-
-
-class PrivateRedis:
-    def __init__(self, binary: str, port: int, workdir: Path):
-        self.binary, self.port, self.workdir = binary, port, workdir
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(argv, cwd=self.workdir, stdout=subprocess.DEVNULL)
-        wait_for(lambda: redis_answers(self.url), "redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
