@@ -60,6 +60,18 @@ def at_most_once(data: dict) -> dict:
     return sleep(data)
 
 
+@registry.job("testLedger", schema=Work)
+def ledger(data: dict) -> None:
+    """Sleep for ``seconds``, logging start and end: the chaos runs' job.
+
+    Registered with the defaults (no retries), as most jobs are: delivery
+    must not depend on a job's retries.
+    """
+    note("start", data["tag"])
+    time.sleep(data["seconds"])
+    note("end", data["tag"])
+
+
 @registry.job("testTimeout", schema=Work, retries=1, retry_delay=0.1, timeout=1)
 def too_slow(data: dict) -> None:
     """Sleep for longer than its one-second timeout allows."""

@@ -1,8 +1,12 @@
 """Small helpers shared by the tests and their fixtures."""
 
+import contextlib
+import signal
 import socket
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -68,3 +72,59 @@ def start_time(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+class PrivateRedis:
+    """A test's own redis-server on ``port``, to stop, kill or freeze at will.
+
+    With ``aof`` every write is in the append-only file before Redis answers
+    (``appendfsync always``), so a SIGKILL loses nothing Redis acknowledged:
+    what a restart loses after that is the kit's doing.
+    """
+
+    def __init__(self, binary: str, port: int, workdir: Path, aof: bool = False):
+        self.binary, self.port, self.workdir, self.aof = binary, port, workdir, aof
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.aof:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no"]
+        self.process = subprocess.Popen(argv, cwd=self.workdir, stdout=subprocess.DEVNULL)
+        # Replaying a long append-only file takes a while.
+        wait_for(lambda: redis_answers(self.url), "redis-server did not start", 60)
+
+    def stop(self) -> None:
+        """Shut down cleanly (SIGTERM), as an operator's restart does."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to write anything more."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Freeze the server for the block: connections are accepted, never answered."""
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()  # always: a stopped process cannot even be terminated

@@ -6,25 +6,20 @@ on the same port, or frozen (SIGSTOP, then SIGCONT): a hung host, which
 accepts connections and never answers, unlike a stopped server.
 """
 
-import contextlib
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
 from acme_jobs import create_app
 from acme_jobs.kit import QueueUnavailable, enqueue
-from support import free_port, redis_answers, unique_queue_name, wait_for
+from support import PrivateRedis, free_port, unique_queue_name, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -34,36 +29,6 @@ PESSOA = {"nome": "Ana", "idade": 30}
 # is unreachable: one REDIS_SOCKET_TIMEOUT (1 s). The margin is for a loaded
 # test machine; without the fix a frozen Redis took 10 s.
 ANSWER_BOUND = 2.5
-
-
-class PrivateRedis:
-    def __init__(self, binary: str, port: int, workdir: Path):
-        self.binary, self.port, self.workdir = binary, port, workdir
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(argv, cwd=self.workdir, stdout=subprocess.DEVNULL)
-        wait_for(lambda: redis_answers(self.url), "redis-server did not start")
-
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
-        """Freeze the server for the block: connections are accepted, never answered."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            # Always: a stopped process cannot even be terminated.
-            self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
