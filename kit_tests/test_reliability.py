@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from acme_jobs import create_app
+from acme_jobs.kit import registry
 from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT
 from support import descendants, wait_for
 
@@ -104,8 +105,11 @@ def kill_worker(stack: Stack, name: str) -> list[int]:
     return pids
 
 
-def stack_app(stack: Stack):
-    """An app on the stack's queue, in this process (with no worker of its own)."""
+def stack_app(stack: Stack, job_modules: list[str] | None = None):
+    """An app on the stack's queue, in this process (with no worker of its own).
+
+    ``job_modules`` registers more jobs in this process: see ``jobs_here``.
+    """
     env = stack.env
     sqlite_path = env.get("FLASK_SQLITE_PATH")
     return create_app(
@@ -114,9 +118,23 @@ def stack_app(stack: Stack):
             "REDIS_URL": env.get("REDIS_URL"),
             "QUEUE_NAME": env["FLASK_QUEUE_NAME"],
             "SQLITE_PATH": json.loads(sqlite_path) if sqlite_path else None,
-            "JOB_MODULES": json.loads(env["FLASK_JOB_MODULES"]),
+            "JOB_MODULES": job_modules or [],
         }
     )
+
+
+@pytest.fixture
+def jobs_here():
+    """Register the reliability jobs in this process too, for one test only.
+
+    The registry is global: left there, they would clash with the jobs other
+    test modules register under the same names.
+    """
+    saved = dict(registry._registry)
+    yield ["reliability_jobs"]
+    registry._registry.clear()
+    registry._registry.update(saved)
+    sys.modules.pop("reliability_jobs", None)
 
 
 def history(stack: Stack):
@@ -279,13 +297,13 @@ DUE_JOBS, KILLS = 200, 5
 
 
 def test_due_jobs_survive_their_consumer_killed_again_and_again_as_it_moves_them(
-    reliable_stack, backend
+    reliable_stack, backend, jobs_here
 ):
     seed = int(os.environ.get("KILL_SEED") or random.randrange(2**32))
     print(f"KILL_SEED={seed}")  # shown with a failure: set it to replay the kills
     rng = random.Random(seed)
     stack = reliable_stack(backend)
-    kit = stack_app(stack).extensions["jobkit"]
+    kit = stack_app(stack, jobs_here).extensions["jobkit"]
     huey, store = kit.huey, kit.history
     # All due in the same second, about three seconds from now, on Huey's
     # schedule (where a worker puts a job with an eta, or a retry).
