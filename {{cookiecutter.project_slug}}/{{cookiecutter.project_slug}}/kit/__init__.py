@@ -9,7 +9,9 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
   checks, metrics and the monitor into an app (``kit.init_app(app)``).
 * ``job`` and ``periodic_job`` (with ``cron``) define jobs.
 * ``enqueue`` and ``dispatch`` queue a job from your own code; ``status_url``
-  is where a client follows it, ``record_event`` adds to its timeline.
+  is where a client follows it, ``record_event`` adds to its timeline. With
+  ``idempotency_key=``, a repeated dispatch returns the first job's id (or
+  raises ``IdempotencyKeyReused`` for another payload; ``InvalidIdempotencyKey``).
 * ``report`` and ``check_cancelled`` are for long jobs: progress, and a stop
   requested from the monitor (``JobCancelled``).
 * ``PermanentError`` fails a job at once, with no retry.
@@ -18,6 +20,7 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
 """
 
 from .extension import JobKit
+from .idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from .jobs_api import status_url
 from .logs import JobContextFilter, JSONFormatter
 from .progress import JobCancelled, check_cancelled, report
@@ -39,6 +42,8 @@ from .worker import load_worker_app, run_worker
 __all__ = [
     "AlreadyRetried",
     "Dispatched",
+    "IdempotencyKeyReused",
+    "InvalidIdempotencyKey",
     "JSONFormatter",
     "Job",
     "JobCancelled",

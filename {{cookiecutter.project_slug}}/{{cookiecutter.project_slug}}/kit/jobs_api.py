@@ -2,7 +2,8 @@
 
 ``POST /jobs/<name>`` answers 202 Accepted: the job is queued, not done.
 Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
-again within its window answers 200 with the id of the job already there.
+again within its window answers 200 with the id of the job already there,
+and so does a request sent again with its ``Idempotency-Key`` (idempotency.py).
 """
 
 import json
@@ -12,7 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import registry
+from . import idempotency, registry
 from .backends import BACKEND_ERRORS
 from .queue import QueueUnavailable
 from .queue import dispatch as dispatch_job
@@ -40,6 +41,10 @@ def dispatch(name: str) -> tuple[Response, int]:
             404, "unknown_job", f"no job is called {name!r}", jobs=list(registry.all_jobs())
         )
     try:
+        idempotency_key = idempotency.from_headers(request.headers)
+    except idempotency.InvalidIdempotencyKey as exc:
+        return error(400, "invalid_idempotency_key", str(exc))
+    try:
         # The body is parsed as JSON whatever its Content-Type, so a plain
         # ``curl -d '{...}'`` works too.
         body = request.get_data(cache=False)
@@ -53,7 +58,7 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
-        dispatched = dispatch_job(name, payload)
+        dispatched = dispatch_job(name, payload, idempotency_key=idempotency_key)
     except ValidationError as exc:
         return error(
             422,
@@ -61,6 +66,8 @@ def dispatch(name: str) -> tuple[Response, int]:
             "the payload does not match the job's schema",
             fields=exc.messages,
         )
+    except idempotency.IdempotencyKeyReused as exc:
+        return error(422, "idempotency_key_reused", str(exc))
     except QueueUnavailable:
         response, status = error(
             503, "queue_unavailable", "the job queue is unreachable; nothing was queued, try again"

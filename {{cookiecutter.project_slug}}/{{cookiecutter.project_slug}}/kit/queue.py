@@ -18,7 +18,7 @@ from flask import Flask
 from huey import Huey
 from huey.api import Task, TaskWrapper
 
-from . import leases, registry, run_state, unique
+from . import idempotency, leases, registry, run_state, unique
 from .backends import BACKEND_ERRORS, open_backend, redis_pool
 from .controls import Controls, register_periodic
 from .history import History
@@ -98,6 +98,7 @@ def init_app(app: Flask) -> Huey:
         # Progress, per-job logs, cancel, pause and periodic runs (see controls/).
         controls=Controls(huey, history, app.config, backend).install(),
         claims=backend.claims(),
+        idempotency=backend.idempotency_keys(history.store, app.config["IDEMPOTENCY_WINDOW"]),
         tasks=wrappers,
         leases=manager,
     )
@@ -154,29 +155,35 @@ class Dispatched(NamedTuple):
     """What a dispatch did."""
 
     id: str
-    # False for a unique job's duplicate: nothing was queued, and ``id`` is
-    # the job dispatched earlier with the same key.
+    # False for a duplicate (a unique job's, or a request's sent again with
+    # its idempotency key): nothing was queued, and ``id`` is the earlier job.
     created: bool
 
 
-def enqueue(name: str, payload: Any, retry_of: str | None = None) -> str:
+def enqueue(
+    name: str, payload: Any, retry_of: str | None = None, idempotency_key: str | None = None
+) -> str:
     """Validate ``payload`` for the job ``name``, queue it, return its id.
 
     ``retry_of`` is the id of a failed job this one re-runs (the monitor's
     Retry button): the two records are linked.
 
     For a unique job (``unique_key``/``unique_for``) dispatched again within
-    its window, nothing is queued and the id is the earlier job's; use
-    :func:`dispatch` to tell the two apart.
+    its window, nothing is queued and the id is the earlier job's; likewise
+    for a dispatch repeated with the same ``idempotency_key`` within
+    ``IDEMPOTENCY_WINDOW``. Use :func:`dispatch` to tell the two apart.
 
     Raises :class:`UnknownJob`, marshmallow's ``ValidationError``,
-    :class:`QueueUnavailable` or :class:`AlreadyRetried`; in each case
-    nothing is queued.
+    :class:`QueueUnavailable`, :class:`AlreadyRetried`,
+    ``InvalidIdempotencyKey`` or ``IdempotencyKeyReused`` (the key was sent
+    with another payload, or for another job); in each case nothing is queued.
     """
-    return dispatch(name, payload, retry_of).id
+    return dispatch(name, payload, retry_of, idempotency_key).id
 
 
-def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched:
+def dispatch(
+    name: str, payload: Any, retry_of: str | None = None, idempotency_key: str | None = None
+) -> Dispatched:
     """:func:`enqueue`, saying whether a job was queued or found."""
     job = registry.get(name)
     if job is None:
@@ -189,20 +196,31 @@ def dispatch(name: str, payload: Any, retry_of: str | None = None) -> Dispatched
     # A retry from the monitor is an operator's explicit wish: never a duplicate.
     key = None if retry_of else job.unique_hash(data)
     claims: unique.Claims = kit.claims
+    # An idempotency key is written by the job's own write, with the job.
+    claim, guard = None, None
+    if idempotency_key is not None and not retry_of:
+        claim = idempotency.Claim.of(idempotency_key, name, data)
+        guard = kit.idempotency.guard(claim, task.id)
     try:
         if key is not None:
             existing = claims.claim(name, key, task.id, job.unique_for)
             if existing is not None:
+                if claim is not None and (held := kit.idempotency.held(claim.key)):
+                    claim.first_id(held)  # raises if the key is another request's
                 return Dispatched(existing, created=False)
         try:
-            # One atomic write: the job's record and its queue message, or neither.
-            if not history.enqueue(task, data, retry_of=retry_of):
+            # One atomic write: the job's record, its queue message and its
+            # idempotency key, or none of them.
+            if not history.enqueue(task, data, retry_of=retry_of, guard=guard):
                 raise AlreadyRetried(retry_of)
         except BaseException:
             if key is not None:
                 with contextlib.suppress(*BACKEND_ERRORS):
                     claims.release(name, key, task.id)
             raise
+    except idempotency.KeyHeld as first:
+        # Sent again: the first job, if this is the same request.
+        return Dispatched(claim.first_id(first.value), created=False)
     except BACKEND_ERRORS as exc:
         log.warning("queue unavailable, %s not queued: %s", name, exc)
         raise QueueUnavailable(str(exc)) from exc

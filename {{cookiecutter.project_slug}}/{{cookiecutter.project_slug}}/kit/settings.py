@@ -47,6 +47,13 @@ REDIS_SOCKET_TIMEOUT = 1.0
 # for a second, or half its socket timeout if that is less.
 REDIS_WORKER_SOCKET_TIMEOUT = 5.0
 
+# A dispatch sent again with the same Idempotency-Key header (or
+# idempotency_key= in enqueue/dispatch) within this many seconds of the first
+# queues nothing and gets the first job back; with another payload, or for
+# another job, it is refused (422). After the window the key is free again.
+# Keys are kept in the queue's backend for the window: one small entry per key.
+IDEMPOTENCY_WINDOW = 24 * 3600
+
 # Run jobs in the calling process instead of queueing them (tests only).
 QUEUE_IMMEDIATE = False
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .controls import Controls
     from .history import History
+    from .idempotency import Keys
     from .leases import LeaseManager
     from .metrics import Recorder
     from .monitor.security import LoginThrottle
@@ -36,6 +37,8 @@ class KitState:
     history: History
     controls: Controls
     claims: Claims
+    # Idempotency keys of dispatches (idempotency.py).
+    idempotency: Keys
     # Job name -> the Huey task that runs it.
     tasks: dict[str, TaskWrapper] = field(default_factory=dict)
     # None when leases are off (LEASES_ENABLED) or in immediate mode.

@@ -2,8 +2,8 @@
 
 Beside Huey's queue the kit keeps its own state, in the same backend so that
 one server (or one file) holds everything: job history, job controls
-(progress, logs, pauses, audit), metrics counters, unique-job claims and
-leases. Each has a Redis and a SQLite implementation. :func:`open_backend`
+(progress, logs, pauses, audit), metrics counters, unique-job claims,
+idempotency keys and leases. Each has a Redis and a SQLite implementation. :func:`open_backend`
 looks at the queue's storage once and returns the backend that builds all of
 them, so no other part of the kit asks which backend it runs on.
 

@@ -7,6 +7,7 @@ from ..controls.redis_store import RedisControlStore
 from ..history.model import Settings as HistorySettings
 from ..history.redis_store import RedisStore
 from ..huey_seam import RedisQueue
+from ..idempotency import RedisKeys
 from ..leases.redis_store import RedisLeases
 from ..metrics.stores import RedisMetricsStore
 from ..unique import RedisClaims
@@ -31,6 +32,9 @@ class RedisBackend:
 
     def claims(self) -> RedisClaims:
         return RedisClaims(self.queue)
+
+    def idempotency_keys(self, history: RedisStore, window: float) -> RedisKeys:
+        return RedisKeys(self.queue, window)
 
     def leases(self) -> RedisLeases:
         return RedisLeases(self.queue)

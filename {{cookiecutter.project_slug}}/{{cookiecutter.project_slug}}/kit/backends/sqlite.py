@@ -1,8 +1,8 @@
 """The SQLite backend: every store of the kit in the queue's database file.
 
 With ``tasks=None`` (immediate mode) there is no queue file: history and
-controls share a private in-memory database, metrics and unique claims live
-in this process, and there are no leases.
+controls (and idempotency keys) share a private in-memory database, metrics
+and unique claims live in this process, and there are no leases.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ..controls.sqlite_store import SqliteControlStore
 from ..history.model import Settings as HistorySettings
 from ..history.sqlite_store import SqliteStore
 from ..huey_seam import SqliteQueue
+from ..idempotency import SqliteKeys
 from ..leases.sqlite_store import SqliteLeases
 from ..metrics.stores import MemoryMetricsStore, SqliteMetricsStore
 from ..unique import MemoryClaims, SqliteClaims
@@ -51,6 +52,11 @@ class SqliteBackend:
 
     def claims(self) -> SqliteClaims | MemoryClaims:
         return MemoryClaims() if self.tasks is None else SqliteClaims(self.tasks)
+
+    def idempotency_keys(self, history: SqliteStore, window: float) -> SqliteKeys:
+        # In the history's database: the queue's file, or in immediate mode
+        # its memory, where the dispatch's transaction writes.
+        return SqliteKeys(history.db, self.storage.name, window)
 
     def leases(self) -> SqliteLeases | None:
         return None if self.tasks is None else SqliteLeases(self.tasks)

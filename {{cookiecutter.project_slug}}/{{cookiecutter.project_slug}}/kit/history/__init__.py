@@ -34,6 +34,7 @@ from .tracker import Running, Tracker
 
 if TYPE_CHECKING:
     from ..backends import Backend
+    from ..idempotency import Guard
 
 __all__ = ["History", "Settings", "model"]
 
@@ -73,12 +74,15 @@ class History(Reading):
 
     # -- queueing -----------------------------------------------------------
 
-    def enqueue(self, task: Task, payload: Any, retry_of: str | None = None) -> bool:
+    def enqueue(
+        self, task: Task, payload: Any, retry_of: str | None = None, guard: Guard | None = None
+    ) -> bool:
         """Record a new job and queue its message in one atomic write.
 
         With ``retry_of``, the failed job of that id is marked "retried" in
         the same write; if it is no longer failed (someone retried it already),
-        nothing is written or queued and False is returned.
+        nothing is written or queued and False is returned. ``guard``: an
+        idempotency key written in the same write (see ``idempotency``).
         """
         at = model.now()
         changes = [self._queued(task, payload, at, retry_of)]
@@ -87,7 +91,7 @@ class History(Reading):
         if self.huey.immediate:
             # Immediate mode runs the job inside huey.enqueue(), so the record
             # must exist first; there is no queue message to write with it.
-            if not self.store.apply(changes):
+            if not self.store.apply(changes, guard=guard):
                 return False
             run_state.of(task).recorded = True
             self.huey.enqueue(task)
@@ -95,7 +99,7 @@ class History(Reading):
         if task.expires:
             task.resolve_expires(self.huey.utc)  # as huey.enqueue() would
         message = self.huey.serialize_task(task)
-        if not self.store.apply(changes, message=message, priority=task.priority or 0):
+        if not self.store.apply(changes, message, priority=task.priority or 0, guard=guard):
             return False
         # Huey fires "enqueued" before it writes (so listeners see jobs that
         # may never be queued); ours fires after the write succeeded.

@@ -187,19 +187,28 @@ return 1
 # name, 4 time, 5 Huey's queue key, 6 the message, 7 the timeline, then the
 # record's create fields as name, value pairs. Returns 0, writing nothing, if
 # the record exists already (the caller then takes the general path).
+# With a key that guards the dispatch (KEYS[1], an idempotency key), ARGV 8
+# and 9 are its value and its expiry in ms, and the create fields come after.
+# If the key is held, the script returns its value and writes nothing; else
+# it sets the key last, so an error halfway never leaves the key behind.
 QUEUE_NEW_LUA = r"""
+if KEYS[1] then
+  local held = redis.call('GET', KEYS[1])
+  if held then return held end
+end
 local P, id, name, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = P .. ':job:' .. id
 if redis.call('EXISTS', key) == 1 then return 0 end
 redis.call('LPUSH', ARGV[5], ARGV[6])
 -- The same order as APPLY_LUA: the create fields, then the change's own.
-local fields = {'name', name, unpack(ARGV, 8)}
+local fields = {'name', name, unpack(ARGV, KEYS[1] and 10 or 8)}
 for _, value in ipairs({'events', ARGV[7], 'status', 'queued', 'state_at', at}) do
   fields[#fields + 1] = value
 end
 redis.call('HSET', key, unpack(fields))
 redis.call('ZADD', P .. ':state:queued', at, id)
 redis.call('ZADD', P .. ':state:queued:' .. name, at, id)
+if KEYS[1] then redis.call('SET', KEYS[1], ARGV[8], 'PX', ARGV[9]) end
 return 1
 """
 

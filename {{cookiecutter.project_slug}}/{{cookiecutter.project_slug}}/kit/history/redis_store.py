@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from ..huey_seam import RedisQueue
+from ..idempotency import KeyHeld, RedisGuard
 from . import model
 from .model import ASCENDING, FINISHING, Change, Settings, rollup_fields
 from .redis_scripts import APPLY_LUA, QUEUE_NEW_LUA, SEARCH_LUA, Script
@@ -100,6 +101,7 @@ class RedisStore:
         heartbeat: dict[str, Any] | None = None,
         priority: float = 0,
         extra: Callable[[Commands], None] | None = None,
+        guard: RedisGuard | None = None,
     ) -> bool:
         """Write changes (and push a queue message, and a heartbeat) at once.
 
@@ -107,12 +109,15 @@ class RedisStore:
         gets a ``Commands`` list, run by the script after the changes, or
         by a pipeline right after it if one of them is a script itself.
         ``priority`` is accepted for symmetry with SQLite; Huey's Redis
-        queue has none.
+        queue has none. ``guard``, for a dispatch only: a key to set with
+        the job, unless it is held (``KeyHeld``, and nothing is written).
         """
         # A dispatch (one new job and its message) takes a shorter script.
         dispatch = self._is_dispatch(changes, message, heartbeat, extra)
-        if dispatch and self._queue_new_job(changes[0], message):
+        if dispatch and self._queue_new_job(changes[0], message, guard):
             return True
+        if guard is not None:
+            raise ValueError("only a new job's dispatch can be guarded by a key")
         specs = json.dumps([self._spec(change) for change in changes])
         beat = json.dumps(heartbeat) if heartbeat else ""
         args = [self.prefix, specs, self.queue_key, message or b"", beat]
@@ -155,7 +160,7 @@ class RedisStore:
             and change.duration_ms is None
         )
 
-    def _queue_new_job(self, change: Change, message: bytes) -> bool:
+    def _queue_new_job(self, change: Change, message: bytes, guard: RedisGuard | None) -> bool:
         """Write a new job's record and message with QUEUE_NEW_LUA.
 
         The record is what APPLY_LUA would write for the same change.
@@ -173,10 +178,15 @@ class RedisStore:
             message,
             events,
         ]
+        if guard is not None:
+            args += [guard.value, guard.px]
         for field, value in change.create.items():
             if value is not None:
                 args += [field, encode(value)]
-        return bool(self._queue_new([], args))
+        written = self._queue_new([guard.key] if guard else [], args)
+        if isinstance(written, bytes):  # the guard's key is held: its value
+            raise KeyHeld(written.decode())
+        return bool(written)
 
     def _spec(self, change: Change) -> dict[str, Any]:
         s = self.settings

@@ -129,16 +129,20 @@ class SqliteStore:
         heartbeat: dict[str, Any] | None = None,
         priority: float = 0,
         extra: Callable[[sqlite3.Cursor], None] | None = None,
+        guard: Callable[[sqlite3.Cursor], None] | None = None,
     ) -> bool:
         """Write changes (and a queue message, and a heartbeat) in one transaction.
 
-        ``extra`` may run statements of its own inside the same transaction.
+        ``extra`` may run statements of its own inside the same transaction;
+        so does ``guard``, first, which may raise to write nothing at all.
         """
         with self.db(commit=True) as cur:
             rows = [self._current(cur, change.job_id) for change in changes]
             for change, row in zip(changes, rows, strict=True):
                 if change.only_from and (row is None or row[0] not in change.only_from):
                     return False
+            if guard is not None:
+                guard(cur)
             for change, row in zip(changes, rows, strict=True):
                 self._apply(cur, change, row)
             if message is not None:
