@@ -39,8 +39,8 @@ LEFTOVER_PATTERNS = (
 )
 
 
-# The monitor's Jinja templates and static files, copied as they are.
-RAW_FOLDERS = ("kit/monitor/templates", "kit/monitor/static")
+# The kit's Jinja templates and static files, copied as they are.
+RAW_FOLDERS = ("kit/monitor/templates", "kit/monitor/static", "kit/templates")
 
 
 def copied_raw(relative: str, slug: str) -> bool:

@@ -1,9 +1,11 @@
-"""The app as a whole: settings, health checks, the CLI, the jobs package."""
+"""The app as a whole: settings, health checks, the CLI, the jobs package, the API's document."""
 
 import ast
 import importlib
 import pkgutil
 from pathlib import Path
+
+from openapi_spec_validator import validate
 
 from {{ cookiecutter.project_slug }} import config, create_app, jobs
 from {{ cookiecutter.project_slug }}.kit import all_jobs
@@ -55,6 +57,21 @@ def test_flask_jobs_list_shows_every_job(app):
     assert result.exit_code == 0
     for name in all_jobs():
         assert name in result.output
+
+
+def test_the_openapi_document_is_valid_and_describes_every_job(client):
+    document = client.get("/jobs/openapi.json").get_json()
+
+    validate(document)  # raises if it is not valid OpenAPI
+    for name in all_jobs():
+        assert "post" in document["paths"][f"/jobs/{name}"]
+
+
+def test_the_front_door_links_to_the_api(client):
+    page = client.get("/", headers={"Accept": "application/json"}).get_json()
+
+    assert page["name"] == config.APP_NAME
+    assert page["links"]["openapi"] == "/jobs/openapi.json"
 
 
 def test_your_code_imports_only_the_kits_public_api():

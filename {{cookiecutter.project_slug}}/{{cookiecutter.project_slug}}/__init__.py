@@ -27,7 +27,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
 
-    # The queue, POST /jobs/<name>, `flask jobs`, /healthz, /metrics, /monitor.
+    # The queue, POST /jobs/<name>, /jobs/openapi.json, `flask jobs`, /healthz,
+    # /metrics, /monitor, and a page at / unless your views define one.
     jobkit.init_app(app)
     app.register_blueprint(views.bp)
     return app

@@ -10,6 +10,9 @@ have defaults in ``kit/settings.py``; set any of them here or in the
 environment to change it.
 """
 
+# The app's name for people: the page at / and the API's OpenAPI title.
+APP_NAME = {{ cookiecutter.project_name | tojson }}
+
 # The queue's name: Redis keys and SQLite rows are namespaced by it.
 QUEUE_NAME = "{{ cookiecutter.project_slug }}"
 

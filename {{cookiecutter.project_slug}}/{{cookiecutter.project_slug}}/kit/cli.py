@@ -1,12 +1,12 @@
-"""``flask jobs``: list the registered jobs and queue one from a shell."""
+"""``flask jobs``: list the registered jobs, queue one from a shell, print the OpenAPI document."""
 
 import json
 
 import click
-from flask import Blueprint
+from flask import Blueprint, current_app
 from marshmallow import ValidationError
 
-from . import registry
+from . import openapi, registry
 from .jobs_api import describe
 from .queue import QueueUnavailable, UnknownJob, enqueue
 
@@ -24,6 +24,12 @@ def list_command() -> None:
         for name, field in info["fields"].items():
             required = "required" if field["required"] else "optional"
             click.echo(f"    {name}: {field['type']}, {required}")
+
+
+@bp.cli.command("openapi")
+def openapi_command() -> None:
+    """Print the jobs API's OpenAPI document (as served at /jobs/openapi.json)."""
+    click.echo(json.dumps(openapi.document(current_app), indent=2, ensure_ascii=False))
 
 
 @bp.cli.command("enqueue")

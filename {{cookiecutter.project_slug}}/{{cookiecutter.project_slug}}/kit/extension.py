@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask
 from huey import Huey
 
-from . import cli, health, jobs_api, metrics, monitor, queue, settings
+from . import cli, front, health, jobs_api, metrics, monitor, openapi, queue, settings
 from .logs import configure_logging, init_request_ids
 from .state import kit_state
 
@@ -49,6 +49,9 @@ class JobKit:
         app.register_blueprint(cli.bp)
         app.register_blueprint(metrics.bp)
         app.register_blueprint(monitor.bp)
+        app.register_blueprint(openapi.bp)
+        # GET /, unless the app has a / of its own (see front.py).
+        front.init_app(app)
 
     @staticmethod
     def huey(app: Flask) -> Huey:

@@ -13,13 +13,15 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import idempotency, registry
+from . import api_http, idempotency, registry
 from .backends import BACKEND_ERRORS
 from .queue import QueueUnavailable
 from .queue import dispatch as dispatch_job
 from .state import kit_state
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+# OPTIONS answers list the methods of the resource, not of the URL shape.
+bp.after_app_request(api_http.narrow_options_allow)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
@@ -52,7 +54,7 @@ def dispatch(name: str) -> tuple[Response, int]:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         return error(413, "payload_too_large", f"the body is over {limit} bytes")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_float=api_http.json_number)
     except ValueError as exc:  # also covers bytes that are not UTF-8
         return error(400, "invalid_json", f"the body is not valid JSON: {exc}")
     if not isinstance(payload, dict):
@@ -95,6 +97,7 @@ def dispatch(name: str) -> tuple[Response, int]:
 
 @bp.get("/<job_id>")
 def status(job_id: str) -> Response | tuple[Response, int]:
+    api_http.job_name_is_not_a_job(job_id)
     try:
         record = kit_state().history.get(job_id)
         if record is not None:
@@ -141,12 +144,13 @@ def describe_schedule(schedule: Any) -> dict[str, Any] | None:
 
 
 @bp.app_errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
-    """Errors under /jobs are JSON, like the rest of the API.
+def http_error(exc: HTTPException) -> HTTPException | Response:
+    """Errors under /jobs are JSON, like the rest of the API, and keep their
+    headers (``Allow``, ``WWW-Authenticate``, ``Retry-After``).
 
     Registered app-wide because routing errors (404, 405) happen before
     Flask knows which blueprint a URL belongs to.
     """
-    if not request.path.startswith(bp.url_prefix or "/"):
+    if not request.path.startswith(bp.url_prefix or "/") or exc.response is not None:
         return exc
-    return error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")
+    return api_http.json_error(exc)

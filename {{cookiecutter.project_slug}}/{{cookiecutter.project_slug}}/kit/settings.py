@@ -19,6 +19,10 @@ SQLITE_PATH = None
 # names (FLASK_JOB_MODULES='["billing.jobs"]'); web and worker must agree.
 JOB_MODULES: list[str] = []
 
+# The app's name for people: the front door (GET /) and the OpenAPI
+# document's title. None means the Flask app's import name.
+APP_NAME = None
+
 LOG_LEVEL = "INFO"
 # "text" for people, "json" (one object per line, with job name, job id,
 # attempt and request id) for log collectors.
