@@ -8,6 +8,10 @@ of examples, with a valid API key: no server error, and every status code,
 content type, header and body as the document says. Then again without a
 key: every dispatch must be refused with 401.
 
+Each valid ``Idempotency-Key`` is made unique per request
+(``schemathesis_hooks.py``): a key drawn twice with two payloads is a 422 by
+design, which schemathesis would take for a rejected valid request.
+
 Two statuses are added to what schemathesis expects (``schemathesis.toml``
 below): 413 for a body over the app's ``MAX_CONTENT_LENGTH``, which a
 schema-valid payload can be (10,000 people to import), and which the
@@ -37,6 +41,7 @@ pytestmark = pytest.mark.generated
 # The servers and the private Redis of the monitor's browser test, reused.
 redis_url = base.redis_url
 
+HERE = str(Path(__file__).parent)
 SEED = 20240613
 MAX_EXAMPLES = 30
 API_KEY = f"fuzz-{uuid.uuid4().hex}"
@@ -124,6 +129,11 @@ def schemathesis(
             *args,
         ],
         cwd=tmp_path,
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+            "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

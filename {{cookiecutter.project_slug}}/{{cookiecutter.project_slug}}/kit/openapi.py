@@ -138,7 +138,13 @@ IDEMPOTENCY_KEY = {
         "the window, it answers 200 with the first job; with another "
         "payload, 422."
     ),
-    "schema": {"type": "string"},
+    # What the kit takes bare (idempotency.BARE); a quoted string works too.
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": r"^[\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]+$",
+    },
     "required": False,
 }
 
