@@ -3,6 +3,7 @@
 ``POST /jobs/<name>`` answers 202 Accepted: the job is queued, not done.
 Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
 again within its window answers 200 with the id of the job already there.
+Every request is checked against the API keys first (``api_keys.py``).
 """
 
 import json
@@ -12,13 +13,16 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import registry
+from . import api_keys, registry
 from .backends import BACKEND_ERRORS
 from .queue import QueueUnavailable
 from .queue import dispatch as dispatch_job
 from .state import kit_state
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+# API keys: who may dispatch and read which jobs (see api_keys.py).
+bp.record_once(api_keys.setup)
+bp.before_request(api_keys.guard)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
@@ -28,8 +32,9 @@ def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response,
 
 @bp.get("")
 def list_jobs() -> Response:
-    """The registered jobs and the fields each payload takes."""
-    return jsonify(jobs=[describe(job) for job in registry.all_jobs().values()])
+    """The registered jobs and the fields each payload takes: those the key may use."""
+    jobs = registry.all_jobs().values()
+    return jsonify(jobs=[describe(job) for job in jobs if api_keys.may_use(job.name)])
 
 
 @bp.post("/<name>")
@@ -53,7 +58,7 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
-        dispatched = dispatch_job(name, payload)
+        dispatched = dispatch_job(name, payload, api_key_name=api_keys.key_name())
     except ValidationError as exc:
         return error(
             422,
@@ -87,6 +92,7 @@ def dispatch(name: str) -> tuple[Response, int]:
 
 
 @bp.get("/<job_id>")
+@api_keys.allow_anonymous
 def status(job_id: str) -> Response | tuple[Response, int]:
     try:
         record = kit_state().history.get(job_id)
@@ -97,7 +103,10 @@ def status(job_id: str) -> Response | tuple[Response, int]:
         return error(503, "queue_unavailable", "the job store is unreachable, try again")
     if record is None:
         return error(404, "unknown_job_id", f"no job has the id {job_id!r}")
-    return jsonify(record)
+    # All of it for a key that may read this job, else only public fields.
+    response = jsonify(api_keys.status_view(record))
+    response.vary.add("Authorization")
+    return response
 
 
 def status_url(job_id: str) -> str:
