@@ -43,6 +43,12 @@ SLUG = "bench_jobs"
 # The workload's payload: about 200 bytes of JSON, like the baseline's.
 PAYLOAD = {"nome": "João", "idade": 30, "pad": "x" * 160}
 
+# The jobs API refuses requests without a key: the kit's apps get this one
+# (FLASK_JOBS_API_KEYS), and every request sends it, to the minimal apps too.
+API_KEY = "bench-api-key-0123456789abcdef"
+API_KEYS = {"bench": {"key": API_KEY, "jobs": ["*"]}}
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
 _cleanups: list[Callable[[], None]] = []
 
 

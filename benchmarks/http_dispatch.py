@@ -1,10 +1,12 @@
 """HTTP dispatch under gunicorn: the kit's endpoint against a minimal one.
 
 Three apps answer ``POST /jobs/jobModelo`` with the same body
-(``{"nome": "João", "idade": 30}``), each under gunicorn with the same
-flags (``-w 2 -k sync``, warnings only, no access log):
+(``{"nome": "João", "idade": 30}``) and the same ``Authorization: Bearer``
+header, each under gunicorn with the same flags (``-w 2 -k sync``, warnings
+only, no access log):
 
-* kit: the baked project's ``create_app()``;
+* kit: the baked project's ``create_app()``, with the API key configured
+  (``FLASK_JOBS_API_KEYS``), so every request is checked;
 * minimal: a bare Flask view that validates the body with the same
   ``Pessoa`` schema and queues it with bare Huey on a pooled connection;
 * new connection: the same view opening a new queue connection for every
@@ -42,6 +44,7 @@ WRK_SCRIPT = """\
 wrk.method = "POST"
 wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "%s"
 """
 
 
@@ -95,7 +98,8 @@ def run_python_client(url: str, seconds: int, connections: int) -> dict:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             conn = http.client.HTTPConnection(host, int(port), timeout=10)
-            conn.request("POST", path, BODY, {"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json", **c.AUTH}
+            conn.request("POST", path, BODY, headers)
             response = conn.getresponse()
             response.read()
             conn.close()
@@ -128,6 +132,7 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
         try:
             request = urllib.request.Request(url, data=BODY, method="POST")
             request.add_header("Content-Type", "application/json")
+            request.add_header("Authorization", c.AUTH["Authorization"])
             with urllib.request.urlopen(request, timeout=2) as response:
                 if response.status == 202:
                     return
@@ -150,7 +155,9 @@ def main() -> None:
     url = c.start_redis()
     logs = c.workdir("bench-logs")
     script = logs / "post.lua"
-    script.write_text(WRK_SCRIPT % BODY.decode(), encoding="utf-8")
+    script.write_text(
+        WRK_SCRIPT % (BODY.decode(), c.AUTH["Authorization"]), encoding="utf-8"
+    )
 
     import redis
 
@@ -161,7 +168,12 @@ def main() -> None:
     no_config = logs / "empty.conf.py"
     no_config.write_text("")
     gunicorn = [sys.executable, "-m", "gunicorn"]
-    env = project.env(BENCH_REDIS_URL=url, REDIS_URL=url, FLASK_QUEUE_NAME="kit")
+    env = project.env(
+        BENCH_REDIS_URL=url,
+        REDIS_URL=url,
+        FLASK_QUEUE_NAME="kit",
+        FLASK_JOBS_API_KEYS=json.dumps(c.API_KEYS),
+    )
     servers = {}
     for name, argv, extra in (
         ("kit", [*GUNICORN, f"{c.SLUG}:create_app()"], {}),

@@ -42,6 +42,7 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 SLUG = "acme_jobs"
 NAMES = ["jobModelo", "sendInvoiceJob", "resizeImageJob", "syncCrmJob"]
 USER, PASSWORD = "bench", "bench-password"
+API_KEY = "bench-api-key-0123456789abcdef"  # the jobs API refuses requests without one
 
 
 def free_port() -> int:
@@ -85,6 +86,7 @@ def make_prototypes(app) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
     history = app.extensions["jobkit"].history
     huey = app.extensions["jobkit"].huey
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_KEY}"
     payload = {"nome": "João da Silva", "idade": 42}
 
     done_id = client.post("/jobs/jobModelo", json=payload).get_json()["id"]
@@ -212,6 +214,7 @@ def main() -> None:
                 "SECRET_KEY": "bench",
                 "MONITOR_USERNAME": USER,
                 "MONITOR_PASSWORD": PASSWORD,
+                "JOBS_API_KEYS": {"bench": {"key": API_KEY, "jobs": ["*"]}},
                 "LOG_LEVEL": "WARNING",
                 "HISTORY_COMPLETED_MAX_COUNT": 10 * args.records,
                 "HISTORY_FAILED_MAX_COUNT": 10 * args.records,

@@ -138,7 +138,14 @@ def main() -> None:
     from bench_jobs import create_app
     from bench_jobs.kit import enqueue
 
-    app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit", "SECRET_KEY": "bench"})
+    app = create_app(
+        {
+            "REDIS_URL": url,
+            "QUEUE_NAME": "kit",
+            "SECRET_KEY": "bench",
+            "JOBS_API_KEYS": c.API_KEYS,
+        }
+    )
     kit_huey = app.extensions["jobkit"].huey
     body = {"nome": "João", "idade": 30}
 
@@ -156,11 +163,13 @@ def main() -> None:
 
     def kit_dispatch(k: int) -> None:
         for _ in range(k):
-            assert kit_client.post("/jobs/jobModelo", json=body).status_code == 202
+            response = kit_client.post("/jobs/jobModelo", json=body, headers=c.AUTH)
+            assert response.status_code == 202
 
     def minimal_dispatch(k: int) -> None:
         for _ in range(k):
-            assert minimal_client.post("/jobs/jobModelo", json=body).status_code == 202
+            response = minimal_client.post("/jobs/jobModelo", json=body, headers=c.AUTH)
+            assert response.status_code == 202
 
     def worker(huey):
         for hook in huey._startup.values():  # what each worker runs first

@@ -24,15 +24,20 @@ from pathlib import Path
 
 import pytest
 import redis
+from flask import Flask
 
 from acme_jobs import create_app
 from support import (
+    API_KEYS,
+    AUTHORIZATION,
+    ApiKeyClient,
     descendants,
     free_port,
     redis_answers,
     start_time,
     unique_queue_name,
     wait_for,
+    without_key,
 )
 
 # The baked project under test: the template's tests/test_kit.py bakes the
@@ -45,6 +50,10 @@ KIT_PYTHONPATH = os.pathsep.join([str(PROJECT_ROOT), str(TESTS_DIR)])
 # The kit's tests run on test-only jobs (kit_jobs/), never on the project's
 # example jobs: every app, in this process or started by a test, reads this.
 os.environ["FLASK_JOBS_PACKAGE"] = "kit_jobs"
+# The jobs API stays closed, as it ships: every app has the tests' key (see
+# support.API_KEY), and every Flask test client sends it.
+os.environ["FLASK_JOBS_API_KEYS"] = json.dumps(API_KEYS)
+Flask.test_client_class = ApiKeyClient
 
 # The worker flags the README recommends, with short polling for SQLite.
 WORKER_FLAGS = ["--worker-type", "process", "--workers", "2", "--delay", "0.01"]
@@ -69,6 +78,54 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+# Keys of the API key tests: "ci" may use every job, "greeter" only testGreet.
+CI_SECRET = "ci-secret-0123456789abcdef"
+GREETER_SECRET = "greeter-secret-0123456789"
+TEST_KEYS = {
+    "ci": {"key": CI_SECRET, "jobs": ["*"]},
+    "greeter": {"key": GREETER_SECRET, "jobs": ["testGreet"]},
+}
+
+
+@pytest.fixture
+def api_app(tmp_path):
+    """``api_app(**settings)``: an immediate-mode app with the keys in TEST_KEYS.
+
+    Settings override them: ``JOBS_API_KEYS=None`` for an app with no key.
+    """
+
+    def make(**settings):
+        config = {
+            "TESTING": True,
+            "QUEUE_IMMEDIATE": True,
+            "REDIS_URL": None,
+            "SQLITE_PATH": str(tmp_path / "queue.sqlite3"),
+            "JOBS_API_KEYS": TEST_KEYS,
+            **settings,
+        }
+        return create_app(config)
+
+    return make
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def keyed(request, tmp_path):
+    """A client sending no key of its own, of an app with TEST_KEYS on a real
+    queue (SQLite, then Redis) and no worker (``run_next`` plays its part)."""
+    config = {"TESTING": True, "QUEUE_NAME": unique_queue_name(), "JOBS_API_KEYS": TEST_KEYS}
+    if request.param == "redis":
+        config["REDIS_URL"] = request.getfixturevalue("redis_url")
+    else:
+        config.update(REDIS_URL=None, SQLITE_PATH=str(tmp_path / "queue.sqlite3"))
+    return without_key(create_app(config).test_client())
+
+
+@pytest.fixture
+def anonymous_client(api_app):
+    """A client of ``api_app()`` that sends no key at all."""
+    return without_key(api_app().test_client())
 
 
 @pytest.fixture
@@ -178,6 +235,7 @@ class Stack:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
+        req.add_header("Authorization", AUTHORIZATION)
         try:
             with urllib.request.urlopen(req, timeout=10) as response:
                 return response.status, json.load(response)

@@ -10,6 +10,33 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from flask.testing import FlaskClient
+
+# The jobs API refuses requests without a key: every app the tests build has
+# this one, for every job (conftest.py sets FLASK_JOBS_API_KEYS), and every
+# test client sends it. Tests of the keys themselves configure their own.
+API_KEY = "kit-tests-api-key-0123456789"
+API_KEYS = {"tests": {"key": API_KEY, "jobs": ["*"]}}
+AUTHORIZATION = f"Bearer {API_KEY}"
+
+
+class ApiKeyClient(FlaskClient):
+    """Flask's test client, sending the tests' API key, as a real client would."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = AUTHORIZATION
+
+
+def bearer(secret: str) -> dict[str, str]:
+    """The header that carries an API key."""
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def without_key(client: FlaskClient) -> FlaskClient:
+    """Make a test client stop sending the tests' API key."""
+    client.environ_base.pop("HTTP_AUTHORIZATION", None)
+    return client
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from acme_jobs.kit.logs import (
     get_request_id,
     job_log_context,
 )
-from support import wait_for
+from support import AUTHORIZATION, wait_for
 
 PESSOA = {"nome": "João", "idade": 30}
 JSON_KEYS = {"timestamp", "level", "logger", "message", "job_name", "job_id", "attempt"}
@@ -192,7 +192,11 @@ def test_worker_logs_are_json_lines_with_the_request_id(start_stack, redis_url, 
     request = urllib.request.Request(
         stack.base_url + "/jobs/testGreet",
         data=json.dumps(PESSOA).encode(),
-        headers={"Content-Type": "application/json", "X-Request-ID": "trace-0001"},
+        headers={
+            "Content-Type": "application/json",
+            "X-Request-ID": "trace-0001",
+            "Authorization": AUTHORIZATION,
+        },
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:

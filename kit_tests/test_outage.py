@@ -19,7 +19,7 @@ import pytest
 
 from acme_jobs import create_app
 from acme_jobs.kit import QueueUnavailable, enqueue
-from support import PrivateRedis, free_port, unique_queue_name, wait_for
+from support import AUTHORIZATION, PrivateRedis, free_port, unique_queue_name, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -105,6 +105,7 @@ def answer(stack, method: str, path: str, body: object = None) -> Answer:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(stack.base_url + path, data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", AUTHORIZATION)
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import KIT_PYTHONPATH, PACKAGE, Stack, _answers
-from support import free_port, unique_queue_name, wait_for
+from support import AUTHORIZATION, free_port, unique_queue_name, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -138,7 +138,11 @@ def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
     request = urllib.request.Request(
         stack.base_url + "/jobs/testGreet",
         data=json.dumps({"nome": "Ana", "idade": 3}).encode(),
-        headers={"Content-Type": "application/json", "X-Request-ID": "trace-42"},
+        headers={
+            "Content-Type": "application/json",
+            "X-Request-ID": "trace-42",
+            "Authorization": AUTHORIZATION,
+        },
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -8,8 +8,9 @@
    into it (skipped when its pyproject.toml has not changed).
 4. Starts the web app (``flask run``) and the Huey worker from the project
    directory, with the default SQLite queue, and waits for ``/healthz``.
-5. Prints the URL and a ready-to-paste curl command, then runs until Ctrl-C
-   or SIGTERM, when it stops both processes.
+5. Prints the URL and ready-to-paste curl commands that carry a throwaway
+   API key made for this run, then runs until Ctrl-C or SIGTERM, when it
+   stops both processes.
 """
 
 from __future__ import annotations
@@ -138,11 +139,16 @@ def main(argv: list[str]) -> int:
     # Throwaway credentials so the monitor opens; a real project sets its own
     # in .env (see .env.example).
     monitor_password = secrets.token_urlsafe(12)
+    # The same for the jobs API, which refuses requests without a key: one
+    # key, named "demo", that may use every job.
+    api_key = secrets.token_urlsafe(32)
     env.update(
         FLASK_SECRET_KEY=secrets.token_hex(32),
         FLASK_MONITOR_USERNAME="demo",
         FLASK_MONITOR_PASSWORD=monitor_password,
+        FLASK_JOBS_API_KEYS=json.dumps({"demo": {"key": api_key, "jobs": ["*"]}}),
     )
+    auth = f"-H 'Authorization: Bearer {api_key}'"
     web_cmd = [
         str(venv_bin(project_venv, "flask")),
         "--app",
@@ -184,13 +190,16 @@ def main(argv: list[str]) -> int:
             "Queue:        SQLite (REDIS_URL unset)\n"
             f"Monitor:      {base}/monitor\n"
             f"              user demo, password {monitor_password}\n"
+            f"Jobs API key: {api_key}   (named demo, every job, this run only)\n"
             "\n"
             "Queue a job (the response carries its id):\n"
-            f"  curl -X POST {base}/jobs/jobModelo "
+            f"  curl -X POST {base}/jobs/jobModelo {auth} "
             "-H 'Content-Type: application/json' "
             """-d '{"nome":"João","idade":30}'\n"""
             "Then follow it:\n"
-            f"  curl {base}/jobs/<id>\n"
+            f"  curl {base}/jobs/<id> {auth}\n"
+            "For the README's examples, which read the key from the environment:\n"
+            f"  export JOBS_API_KEY={api_key}\n"
             "\n"
             "Press Ctrl-C to stop.\n",
             flush=True,

@@ -6,6 +6,9 @@
   a test can see exactly what was queued.
 * ``start_worker``: a real ``python -m {{ cookiecutter.project_slug }}.worker`` process on SQLite
   or on Redis, for end-to-end tests.
+
+Every app here has an API key for the jobs API (``helpers.API_KEY``), and
+its test clients send it: the API stays closed, as it ships.
 """
 
 import json
@@ -20,18 +23,25 @@ from pathlib import Path
 
 import pytest
 import redis
-from helpers import wait_until
+from flask import Flask
+from helpers import API_KEYS, ApiKeyClient, wait_until
 
 from {{ cookiecutter.project_slug }} import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def make_app(settings: dict) -> Flask:
+    """``create_app`` for tests, with the tests' API key, which its clients send."""
+    app = create_app({"TESTING": True, "JOBS_API_KEYS": API_KEYS, **settings})
+    app.test_client_class = ApiKeyClient
+    return app
+
+
 @pytest.fixture
 def app(tmp_path):
-    return create_app(
+    return make_app(
         {
-            "TESTING": True,
             "QUEUE_IMMEDIATE": True,
             "REDIS_URL": None,  # whatever the environment says
             "SQLITE_PATH": str(tmp_path / "queue.sqlite3"),
@@ -47,9 +57,7 @@ def client(app):
 @pytest.fixture
 def queue_app(tmp_path):
     """An app with a real SQLite queue and no worker: queued jobs stay put."""
-    return create_app(
-        {"TESTING": True, "REDIS_URL": None, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")}
-    )
+    return make_app({"REDIS_URL": None, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")})
 
 
 @pytest.fixture
@@ -125,7 +133,7 @@ def start_worker(request, tmp_path) -> Iterator[Callable[[], object]]:
             workers.append(
                 subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
             )
-        return create_app({"TESTING": True, **settings})
+        return make_app(settings)
 
     yield start
     for worker in workers:

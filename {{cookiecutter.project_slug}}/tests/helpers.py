@@ -3,7 +3,22 @@
 import time
 from collections.abc import Callable
 
+from flask.testing import FlaskClient
+
 from {{ cookiecutter.project_slug }} import jobkit
+
+# The jobs API refuses requests without a key. The tests' apps have this one,
+# for every job, and their test clients send it, as a real client would.
+API_KEY = "tests-only-api-key-0123456789"
+API_KEYS = {"tests": {"key": API_KEY, "jobs": ["*"]}}
+
+
+class ApiKeyClient(FlaskClient):
+    """Flask's test client, sending ``Authorization: Bearer <API_KEY>``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_KEY}"
 
 
 def pending(app) -> int:

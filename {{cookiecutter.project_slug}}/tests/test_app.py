@@ -41,6 +41,22 @@ def test_readyz_says_the_queue_answers(queue_client):
     assert queue_client.get("/readyz").get_json() == {"status": "ready", "queue": "sqlite"}
 
 
+def test_the_jobs_api_refuses_a_dispatch_without_a_key(queue_client):
+    # An empty header replaces the tests' key, which the client sends otherwise.
+    response = queue_client.post("/jobs/jobModelo", json={}, headers={"Authorization": ""})
+
+    assert response.status_code == 401
+
+
+def test_the_jobs_api_refuses_everyone_when_no_key_is_configured(tmp_path):
+    app = create_app({"TESTING": True, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")})
+
+    response = app.test_client().post("/jobs/jobModelo", json={"nome": "João", "idade": 30})
+
+    assert response.status_code == 503
+    assert "FLASK_JOBS_API_KEYS" in response.get_json()["message"]
+
+
 def test_every_module_in_jobs_defines_a_job(app):
     modules = {
         f"{jobs.__name__}.{module.name}"

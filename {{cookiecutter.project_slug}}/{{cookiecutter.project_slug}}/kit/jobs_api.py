@@ -4,6 +4,7 @@
 Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
 again within its window answers 200 with the id of the job already there,
 and so does a request sent again with its ``Idempotency-Key`` (idempotency.py).
+Every request is checked against the API keys first (``api_keys.py``).
 """
 
 import json
@@ -13,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api_http, idempotency, registry
+from . import api_http, api_keys, idempotency, registry
 from .backends import BACKEND_ERRORS
 from .queue import QueueUnavailable
 from .queue import dispatch as dispatch_job
@@ -22,6 +23,9 @@ from .state import kit_state
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 # OPTIONS answers list the methods of the resource, not of the URL shape.
 bp.after_app_request(api_http.narrow_options_allow)
+# API keys: who may dispatch and read which jobs (see api_keys.py).
+bp.record_once(api_keys.setup)
+bp.before_request(api_keys.guard)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
@@ -31,8 +35,9 @@ def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response,
 
 @bp.get("")
 def list_jobs() -> Response:
-    """The registered jobs and the fields each payload takes."""
-    return jsonify(jobs=[describe(job) for job in registry.all_jobs().values()])
+    """The registered jobs and the fields each payload takes: those the key may use."""
+    jobs = registry.all_jobs().values()
+    return jsonify(jobs=[describe(job) for job in jobs if api_keys.may_use(job.name)])
 
 
 @bp.post("/<name>")
@@ -60,7 +65,9 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
-        dispatched = dispatch_job(name, payload, idempotency_key=idempotency_key)
+        dispatched = dispatch_job(
+            name, payload, idempotency_key=idempotency_key, api_key_name=api_keys.key_name()
+        )
     except ValidationError as exc:
         return error(
             422,
@@ -96,6 +103,7 @@ def dispatch(name: str) -> tuple[Response, int]:
 
 
 @bp.get("/<job_id>")
+@api_keys.allow_anonymous
 def status(job_id: str) -> Response | tuple[Response, int]:
     api_http.job_name_is_not_a_job(job_id)
     try:
@@ -107,7 +115,10 @@ def status(job_id: str) -> Response | tuple[Response, int]:
         return error(503, "queue_unavailable", "the job store is unreachable, try again")
     if record is None:
         return error(404, "unknown_job_id", f"no job has the id {job_id!r}")
-    return jsonify(record)
+    # All of it for a key that may read this job, else only public fields.
+    response = jsonify(api_keys.status_view(record))
+    response.vary.add("Authorization")
+    return response
 
 
 def status_url(job_id: str) -> str:

@@ -182,9 +182,18 @@ def enqueue(
 
 
 def dispatch(
-    name: str, payload: Any, retry_of: str | None = None, idempotency_key: str | None = None
+    name: str,
+    payload: Any,
+    retry_of: str | None = None,
+    idempotency_key: str | None = None,
+    *,
+    api_key_name: str | None = None,
 ) -> Dispatched:
-    """:func:`enqueue`, saying whether a job was queued or found."""
+    """:func:`enqueue`, saying whether a job was queued or found.
+
+    ``api_key_name`` is the name of the API key that asked for the job (the
+    HTTP API passes it), kept in the job's ``meta`` for its history.
+    """
     job = registry.get(name)
     if job is None:
         raise UnknownJob(name)
@@ -192,6 +201,8 @@ def dispatch(
     kit = kit_state()
     history: History = kit.history
     meta = {"request_id": get_request_id(), "enqueued_at": time.time()}
+    if api_key_name:
+        meta["api_key_name"] = api_key_name  # the history's "queued" event shows it
     task = kit.tasks[name].s(data, meta=meta, id=str(uuid.uuid4()))
     # A retry from the monitor is an operator's explicit wish: never a duplicate.
     key = None if retry_of else job.unique_hash(data)

@@ -35,6 +35,15 @@ MAX_CONTENT_LENGTH = 64 * 1024
 # site's own pages.
 SESSION_COOKIE_SAMESITE = "Lax"
 
+# The jobs HTTP API's keys (api_keys.py): a JSON object of key name ->
+# {"key": "<secret, 16+ characters>", "jobs": ["<job name>", ... or "*"]},
+# sent as "Authorization: Bearer <secret>". A secret: set it only in the
+# environment (FLASK_JOBS_API_KEYS). With none set the API refuses everyone
+# (503), unless the app runs in debug mode or JOBS_API_OPEN is true: then
+# anyone may dispatch, and GET /jobs/<id> shows only its public fields.
+JOBS_API_KEYS = None
+JOBS_API_OPEN = False
+
 # Monitor credentials; with none set the monitor refuses everyone.
 MONITOR_USERNAME = None
 MONITOR_PASSWORD = None
@@ -151,8 +160,9 @@ MONITOR_OPEN_IN_DEBUG = False
 # A login lasts this many hours.
 MONITOR_SESSION_HOURS = 8
 # An address that gets the credentials wrong this many times within the window
-# (seconds), on the login form, over HTTP Basic or on /metrics, is refused
-# with 429 until the window has passed. Counted per web process.
+# (seconds), on the login form, over HTTP Basic, on /metrics or with an
+# unknown jobs API key, is refused with 429 until the window has passed.
+# Counted per web process.
 MONITOR_LOGIN_ATTEMPTS = 10
 MONITOR_LOGIN_WINDOW = 600
 # Payload and result keys shown as "[redacted]": a key is hidden when it

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from huey import Huey
     from huey.api import TaskWrapper
 
+    from .api_keys import ApiKey
     from .backends import Backend
     from .controls import Controls
     from .history import History
@@ -50,6 +51,8 @@ class KitState:
     monitor_off: str | None = None
     monitor_off_logged: bool = False
     login_throttle: LoginThrottle | None = None
+    # The jobs API's keys (api_keys.py), read when its blueprint is registered.
+    api_keys: tuple[ApiKey, ...] = ()
 
 
 def kit_state(app: Flask | None = None) -> KitState:

@@ -80,6 +80,7 @@ RECORD_FIELDS = (
     "retry_of",
     "retried_by",
     "recovered",
+    "api_key_name",  # the HTTP API key that queued the job, by name
 )
 
 # Name used in the rollups for "all jobs together".
@@ -284,6 +285,14 @@ def parse_events(text: str | None) -> list[dict[str, Any]]:
     if not text:
         return []
     return [json.loads(line) for line in text.splitlines() if line]
+
+
+def api_key_name(events: Iterable[Mapping[str, Any]]) -> str | None:
+    """The name of the HTTP API key that queued the job (its "queued" event), if any."""
+    for entry in events:
+        if entry["kind"] == "queued":
+            return entry.get("api_key_name")
+    return None
 
 
 def attempts(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ class Reading:
             return None
         events = model.parse_events(record.pop("events", None))
         record = self._complete(record)
+        record["api_key_name"] = model.api_key_name(events)
         if record["error"] is not None:
             # The newest event that carries an error explains the failure
             # (a "worker_lost" park, or a "failed" attempt with its traceback).
@@ -47,6 +48,7 @@ class Reading:
             return None
         record = self._complete(record)
         record["events"] = model.parse_events(record.get("events"))
+        record["api_key_name"] = model.api_key_name(record["events"])
         record["attempts"] = model.attempts(record["events"])
         return record
 
