@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
@@ -75,7 +75,8 @@ HOW_TO_CONFIGURE = (
     "(or debug mode) opens it to anyone."
 )
 
-View = TypeVar("View", bound=Callable[..., Any])
+# A Flask view function.
+View = Callable[..., Any]
 # Views that answer without a key (with less); see allow_anonymous().
 ANONYMOUS_VIEWS: set[Callable[..., Any]] = set()
 
