@@ -153,11 +153,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Stack:
-    """gunicorn and huey_consumer for one generated project."""
+    """gunicorn and huey_consumer for one generated project.
+
+    The jobs API needs a key: the stack has one for every job, unless
+    ``env`` brings its own ``FLASK_JOBS_API_KEYS``.
+    """
 
     def __init__(self, project: Path, env: dict[str, str], logs: Path):
         self.project = project
-        self.env = env
+        self.api_key = f"browser-{uuid.uuid4().hex}"
+        keys = {"browser-tests": {"key": self.api_key, "jobs": ["*"]}}
+        self.env = {"FLASK_JOBS_API_KEYS": json.dumps(keys), **env}
         self.logs = logs
         self.backend = "redis" if "REDIS_URL" in env else "sqlite"
         self.port = free_port()
@@ -228,7 +234,10 @@ class Stack:
         req = urllib.request.Request(
             f"{self.base_url}/jobs/{name}",
             data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.api_key}",
+            },
             method="POST",
         )
         with urllib.request.urlopen(req, timeout=10) as response:
