@@ -92,3 +92,20 @@ def pip_install(
     pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
     run([*pip, "install", "--quiet", *args], cwd=cwd)
     stamp.write_text(key + "\n")
+
+
+def install_project(project: Path, purpose: str) -> Path:
+    """Install a baked project into its own ``.venv`` (``pip install -e '.[dev]'``).
+
+    Skipped when its pyproject.toml did not change. Returns that venv's path.
+    """
+    venv = project / ".venv"
+    ensure_venv(venv)
+    pip_install(
+        venv,
+        ["--editable", ".[dev]"],
+        inputs=[project / "pyproject.toml"],
+        purpose=purpose,
+        cwd=project,
+    )
+    return venv

@@ -41,7 +41,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _bootstrap import ROOT, ensure_venv, pip_install, require_python, run, venv_bin
+from _bootstrap import (
+    ROOT,
+    ensure_venv,
+    install_project,
+    pip_install,
+    require_python,
+    run,
+    venv_bin,
+)
 
 VENV = ROOT / ".venv"
 CHAOS_DIR = ROOT / "chaos"
@@ -132,16 +140,7 @@ def prepare(args: argparse.Namespace, argv: list[str]) -> int:
     if args.python:
         python = args.python.absolute()  # a venv's python may be a symlink: keep it
     else:
-        project_venv = project / ".venv"
-        ensure_venv(project_venv)
-        pip_install(
-            project_venv,
-            ["--editable", ".[dev]"],
-            inputs=[project / "pyproject.toml"],
-            purpose="chaos",
-            cwd=project,
-        )
-        python = venv_bin(project_venv, "python")
+        python = venv_bin(install_project(project, purpose="chaos"), "python")
     env = dict(os.environ, PYTHONUNBUFFERED="1", KIT_PROJECT_ROOT=str(project))
     env.setdefault(
         "FLASK_SECRET_KEY", secrets.token_hex(32)

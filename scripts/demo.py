@@ -28,7 +28,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from _bootstrap import ROOT, ensure_venv, pip_install, require_python, run, venv_bin
+from _bootstrap import (
+    ROOT,
+    ensure_venv,
+    install_project,
+    pip_install,
+    require_python,
+    run,
+    venv_bin,
+)
 
 VENV = ROOT / ".venv"
 DEMO_DIR = ROOT / "demo"
@@ -124,15 +132,7 @@ def main(argv: list[str]) -> int:
     project = bake(python)
     slug = project.name
 
-    project_venv = project / ".venv"
-    ensure_venv(project_venv)
-    pip_install(
-        project_venv,
-        ["--editable", ".[dev]"],
-        inputs=[project / "pyproject.toml"],
-        purpose="demo",
-        cwd=project,
-    )
+    project_venv = install_project(project, purpose="demo")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("REDIS_URL", None)  # the default SQLite queue, shared via the cwd
