@@ -105,7 +105,10 @@ def job_name_is_not_a_job(name: str) -> None:
 
 def narrow_options_allow(response: Response) -> Response:
     """An ``OPTIONS`` answer under ``/jobs/`` lists only its resource's methods."""
-    if request.method == "OPTIONS" and request.path.startswith(PREFIX) and response.allow:
+    # The environ is cheaper to read than request.method, on every response.
+    if request.environ["REQUEST_METHOD"] != "OPTIONS":
+        return response
+    if request.path.startswith(PREFIX) and response.allow:
         narrowed = allowed_methods(request.path, response.allow)
         response.headers["Allow"] = ", ".join(narrowed)
     return response

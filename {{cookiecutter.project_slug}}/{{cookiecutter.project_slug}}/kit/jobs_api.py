@@ -48,7 +48,7 @@ def dispatch(name: str) -> tuple[Response, int]:
             404, "unknown_job", f"no job is called {name!r}", jobs=list(registry.all_jobs())
         )
     try:
-        idempotency_key = idempotency.from_headers(request.headers)
+        idempotency_key = idempotency.from_environ(request.environ)
     except idempotency.InvalidIdempotencyKey as exc:
         return error(400, "invalid_idempotency_key", str(exc))
     try:
@@ -83,7 +83,10 @@ def dispatch(name: str) -> tuple[Response, int]:
         )
         response.headers["Retry-After"] = "5"
         return response, status
-    url = status_url(dispatched.id)
+    # Built by hand: url_for(_external=True) converts the whole URL again
+    # (IDNA and all), which costs as much as the rest of the response.
+    path = f"{request.root_path}{bp.url_prefix}/{dispatched.id}"
+    url = f"{request.scheme}://{request.host}{path}"
     body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": url}
     code = 202
     if not dispatched.created:
@@ -95,10 +98,9 @@ def dispatch(name: str) -> tuple[Response, int]:
         body.update(status=record.get("status", "queued"), duplicate=True)
         code = 200
     response = jsonify(body)
-    # The same URL without scheme and host, as Flask's own redirects are:
-    # Werkzeug converts an absolute Location on every response (IDNA and
-    # all), which costs about as much as the rest of the headers.
-    response.headers["Location"] = "/" + url.split("/", 3)[3]
+    # Without scheme and host, as Flask's own redirects are: Werkzeug would
+    # convert an absolute Location on every response.
+    response.headers["Location"] = path
     return response, code
 
 
