@@ -12,10 +12,12 @@ import os
 import shutil
 
 import pytest
+import redis
 
 import failover_harness
 from acme_jobs import create_app
 from acme_jobs.kit.backends import sentinel
+from support import PrivateRedis, free_port, unique_queue_name, wait_for
 
 JOBS = int(os.environ.get("KIT_FAILOVER_JOBS", "300"))
 
@@ -51,6 +53,68 @@ def test_an_app_with_sentinels_queues_on_the_master_they_name(tmp_path):
     pool = app.extensions["jobkit"].huey.storage.pool
     assert pool.service_name == "mymaster"
     assert pool.connection_kwargs["socket_timeout"] == 1.0
+
+
+PERSON = {"nome": "Ana", "idade": 30}
+
+
+@pytest.fixture
+def waiting_app(redis_url):
+    """An app on Redis whose dispatches wait for one replica."""
+    config = {"TESTING": True, "REDIS_URL": redis_url, "QUEUE_NAME": unique_queue_name()}
+    return create_app({**config, "REDIS_WAIT_REPLICAS": 1, "REDIS_WAIT_TIMEOUT_MS": 100})
+
+
+@pytest.fixture
+def replicated_url(tmp_path):
+    """A private Redis with one replica in sync."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary to start a replica with")
+    primary = PrivateRedis(binary, free_port(), tmp_path)
+    primary.start()
+    replica_dir = tmp_path / "replica"
+    replica_dir.mkdir()
+    replica = PrivateRedis(binary, free_port(), replica_dir)
+    replica.start()
+    follower = redis.Redis(port=replica.port)
+    follower.replicaof("127.0.0.1", primary.port)
+    wait_for(lambda: follower.info("replication")["master_link_status"] == "up", "no sync")
+    yield primary.url
+    replica.stop()
+    primary.stop()
+
+
+def test_without_the_replicas_a_dispatch_answers_503_not_replicated(waiting_app):
+    client = waiting_app.test_client()
+
+    response = client.post("/jobs/testGreet", json=PERSON, headers={"Idempotency-Key": "k1"})
+
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "not_replicated"
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_a_job_not_replicated_is_queued_and_its_retry_finds_it(waiting_app):
+    client = waiting_app.test_client()
+    client.post("/jobs/testGreet", json=PERSON, headers={"Idempotency-Key": "k2"})
+    huey = waiting_app.extensions["jobkit"].huey
+
+    # Still no replica: the retry is refused too, and queues nothing more.
+    again = client.post("/jobs/testGreet", json=PERSON, headers={"Idempotency-Key": "k2"})
+
+    assert again.get_json()["error"] == "not_replicated"
+    assert huey.pending_count() == 1
+
+
+def test_with_a_replica_in_sync_a_waiting_dispatch_is_accepted(replicated_url):
+    app = create_app({"TESTING": True, "REDIS_URL": replicated_url, "REDIS_WAIT_REPLICAS": 1})
+    conn = redis.Redis.from_url(replicated_url)
+
+    response = app.test_client().post("/jobs/testGreet", json=PERSON)
+
+    assert response.status_code == 202
+    assert conn.info("commandstats")["cmdstat_wait"]["calls"] >= 1  # it did wait
 
 
 @pytest.mark.slow
