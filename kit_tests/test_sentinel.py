@@ -117,6 +117,33 @@ def test_with_a_replica_in_sync_a_waiting_dispatch_is_accepted(replicated_url):
     assert conn.info("commandstats")["cmdstat_wait"]["calls"] >= 1  # it did wait
 
 
+def test_a_master_turned_replica_answering_readonly_sends_the_app_to_the_new_one(
+    replicated_url, monkeypatch
+):
+    # The sentinels first name the replica (a master demoted, as the app's
+    # pooled connection last knew it), then the real master.
+    master = redis.Redis.from_url(replicated_url)
+    replica_port = master.info("replication")["slave0"]["port"]
+    app = create_app({"TESTING": True, "REDIS_URL": None, "REDIS_SENTINELS": "127.0.0.1:1"})
+    pool = app.extensions["jobkit"].huey.storage.pool
+    named = iter([("127.0.0.1", replica_port)])
+    master_port = master.connection_pool.connection_kwargs["port"]
+    monkeypatch.setattr(
+        pool.sentinel_manager,
+        "discover_master",
+        lambda name: next(named, ("127.0.0.1", master_port)),
+    )
+
+    response = app.test_client().post("/jobs/testGreet", json=PERSON)
+
+    # READONLY from the replica, the connection dropped, and the one retry
+    # asked the sentinels again: the job is on the master.
+    assert response.status_code == 202
+    replica = redis.Redis(port=replica_port)
+    assert replica.info("errorstats")["errorstat_READONLY"]["count"] >= 1
+    assert app.extensions["jobkit"].huey.pending_count() == 1
+
+
 @pytest.mark.slow
 @needs_redis_server
 def test_with_wait_every_accepted_job_runs_through_a_failover(tmp_path):
@@ -139,3 +166,38 @@ def test_without_wait_the_web_and_worker_follow_a_failover(tmp_path):
     assert set(report.answers) <= {200, 202, 503}, report.summary()
     assert report.unaccepted == 0, report.summary()
     assert len(report.ran) >= JOBS - len(report.lost), report.summary()
+
+
+@pytest.mark.slow
+@needs_redis_server
+def test_after_a_graceful_failover_the_app_writes_to_the_new_master(tmp_path):
+    cluster = failover_harness.SentinelCluster(tmp_path)
+    cluster.start()
+    try:
+        app = create_app(
+            {
+                "TESTING": True,
+                "REDIS_URL": None,
+                "REDIS_SENTINELS": cluster.sentinels,
+                "QUEUE_NAME": unique_queue_name(),
+            }
+        )
+        client = app.test_client()
+        assert client.post("/jobs/testGreet", json=PERSON).status_code == 202
+        old = cluster.primary_port
+        # A graceful failover: the old master lives on as a replica (and the
+        # sentinels close its clients' connections).
+        redis.Redis(port=cluster.sentinel_ports[0]).execute_command("SENTINEL FAILOVER", "mymaster")
+        demoted = redis.Redis(port=old)
+        wait_for(lambda: demoted.info("replication")["role"] == "slave", "no failover", 30)
+        wait_for(lambda: cluster.master_port() != old, "the sentinels kept the old master", 30)
+
+        answers = []
+        while not answers or answers[-1] != 202:
+            answers.append(client.post("/jobs/testGreet", json=PERSON).status_code)
+            assert len(answers) < 50, answers
+
+        assert set(answers) <= {202, 503}
+        assert app.extensions["jobkit"].huey.pending_count() == 2  # both on the new master
+    finally:
+        cluster.stop()

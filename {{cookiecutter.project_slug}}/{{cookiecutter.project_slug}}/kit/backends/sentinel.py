@@ -25,7 +25,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from .redis_pool import Breaker, GuardedRetry
 
@@ -43,6 +43,20 @@ class ReplicasBehind(redis.RedisError):
     def __init__(self, acked: int, wanted: int):
         super().__init__(f"{acked} of {wanted} replicas acknowledged the job in time")
         self.acked, self.wanted = acked, wanted
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """A connection to the master that asks the sentinels again when it reconnects.
+
+    redis-py's own reconnects a dropped connection, inside a command's
+    retry, to the address it last had: after a ``READONLY`` from a demoted
+    master, the retry would go to that same server and fail again.
+    """
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()  # through the sentinels
+        super().send_packed_command(command, check_health)
 
 
 def parse_sentinels(value: str | list[str]) -> list[tuple[str, int]]:
@@ -88,6 +102,7 @@ def connection_pool(config: Mapping[str, Any]) -> SentinelConnectionPool:
         socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
         health_check_interval=30,
         retry=GuardedRetry(Breaker()),
+        connection_class=SentinelConnection,
         **master_options,
     )
 
