@@ -88,7 +88,10 @@ class SentinelCluster:
 
     def _server(self, port: int, *extra: str) -> None:
         argv = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        self._start(port, [*argv, "--appendonly", "no", *extra])
+        # A replica that (re)joins syncs at once, not after Redis' default 5 s
+        # wait for more replicas to share the transfer.
+        argv += ["--appendonly", "no", "--repl-diskless-sync-delay", "0"]
+        self._start(port, [*argv, *extra])
         wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), "redis did not start")
 
     def _start(self, port: int, argv: list[str]) -> None:

@@ -77,6 +77,8 @@ def replicated_url(tmp_path):
     replica_dir.mkdir()
     replica = PrivateRedis(binary, free_port(), replica_dir)
     replica.start()
+    # Sync at once, not after Redis' default 5 s wait for more replicas.
+    redis.Redis(port=primary.port).config_set("repl-diskless-sync-delay", 0)
     follower = redis.Redis(port=replica.port)
     follower.replicaof("127.0.0.1", primary.port)
     wait_for(lambda: follower.info("replication")["master_link_status"] == "up", "no sync")

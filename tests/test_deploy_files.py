@@ -160,7 +160,8 @@ def test_sentinel_override_adds_a_replica_and_three_sentinels(default_project):
     override = yaml.safe_load(default_project.read("docker-compose.sentinel.yml"))
     services = override["services"]
 
-    assert services["redis-replica"]["command"][-4:-2] == ["--replicaof", "redis"]
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
     sentinels = [name for name in services if name.startswith("sentinel-")]
     assert len(sentinels) == 3
     assert all("sentinel monitor mymaster redis 6379 2" in services[name]["command"][2]
