@@ -55,14 +55,47 @@ def test_an_app_with_sentinels_queues_on_the_master_they_name(tmp_path):
     assert pool.connection_kwargs["socket_timeout"] == 1.0
 
 
+def test_sentinel_and_master_credentials_go_where_they_belong(tmp_path):
+    app = create_app(
+        {
+            "TESTING": True,
+            "REDIS_SENTINELS": "127.0.0.1:1",
+            "REDIS_SENTINEL_MASTER": "jobs",
+            "REDIS_SENTINEL_USERNAME": "watcher",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+            # The master's password and database; its host is the sentinels' to say.
+            "REDIS_URL": "redis://:master-secret@ignored:6379/3",
+        }
+    )
+    pool = app.extensions["jobkit"].huey.storage.pool
+    sentinel_kwargs = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+
+    assert pool.service_name == "jobs"
+    assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == (
+        "master-secret",
+        3,
+    )
+    assert "host" not in pool.connection_kwargs or pool.connection_kwargs["host"] != "ignored"
+    assert (sentinel_kwargs["username"], sentinel_kwargs["password"]) == (
+        "watcher",
+        "sentinel-secret",
+    )
+
+
 PERSON = {"nome": "Ana", "idade": 30}
 
 
 @pytest.fixture
-def waiting_app(redis_url):
-    """An app on Redis whose dispatches wait for one replica."""
-    config = {"TESTING": True, "REDIS_URL": redis_url, "QUEUE_NAME": unique_queue_name()}
-    return create_app({**config, "REDIS_WAIT_REPLICAS": 1, "REDIS_WAIT_TIMEOUT_MS": 100})
+def waiting_app(tmp_path):
+    """An app whose dispatches wait for one replica, on a private Redis that has none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary for a Redis without replicas")
+    server = PrivateRedis(binary, free_port(), tmp_path)
+    server.start()
+    config = {"TESTING": True, "REDIS_URL": server.url, "QUEUE_NAME": unique_queue_name()}
+    yield create_app({**config, "REDIS_WAIT_REPLICAS": 1, "REDIS_WAIT_TIMEOUT_MS": 100})
+    server.stop()
 
 
 @pytest.fixture
