@@ -152,6 +152,7 @@ class Report:
     promoted_after: float | None = None  # seconds after the kill: the sentinels' new master
     slowest: float = 0.0  # seconds of the slowest answer
     unaccepted: int = 0  # jobs never accepted before the deadline
+    no_retry_after: int = 0  # 503s without a Retry-After header
 
     @property
     def lost(self) -> set[str]:
@@ -276,6 +277,9 @@ class Failover:
                 code, answer = response.status, json.load(response)
         except urllib.error.HTTPError as exc:
             code, answer = exc.code, {}
+            if code == 503 and not exc.headers.get("Retry-After"):
+                with self.lock:
+                    self.report.no_retry_after += 1
         except (OSError, ValueError):  # no answer in 30 s, or not JSON
             code, answer = 0, {}
         return code, answer, time.monotonic() - started

@@ -187,6 +187,7 @@ def test_with_wait_every_accepted_job_runs_through_a_failover(tmp_path):
     # 503 (with Retry-After) while the master is gone, never a 500 or no answer.
     assert set(report.answers) <= {200, 202, 503}, report.summary()
     assert report.answers[503] > 0, "the kill went unnoticed: " + report.summary()
+    assert report.no_retry_after == 0
     assert report.unaccepted == 0, report.summary()
     # The worker followed the failover: the jobs accepted after it ran too.
     assert not report.lost, report.summary()
@@ -199,6 +200,7 @@ def test_without_wait_the_web_and_worker_follow_a_failover(tmp_path):
     # Jobs accepted by the primary just before it died may be lost: reported, not asserted.
     print(report.summary())
     assert set(report.answers) <= {200, 202, 503}, report.summary()
+    assert report.no_retry_after == 0
     assert report.unaccepted == 0, report.summary()
     assert len(report.ran) >= JOBS - len(report.lost), report.summary()
 
