@@ -15,7 +15,12 @@ USE_DOCKER = "{{ cookiecutter.use_docker }}"
 USE_GITHUB_ACTIONS = "{{ cookiecutter.use_github_actions }}"
 LICENSE = "{{ cookiecutter.license }}"
 
-DOCKER_FILES = ("Dockerfile", "docker-compose.yml", ".dockerignore")
+DOCKER_FILES = (
+    "Dockerfile",
+    "docker-compose.yml",
+    "docker-compose.sentinel.yml",
+    ".dockerignore",
+)
 WORKER_COMMAND = f"python -m {PROJECT_SLUG}.worker"
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import multiprocessing
 import re
 import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from variants import ACTIONS_VARIANTS, DOCKER_VARIANTS, worker_command
 
 WORKFLOW = ".github/workflows/ci.yml"
+# check-jsonschema from this interpreter's environment (requirements-dev.txt).
+BIN = str(Path(sys.executable).parent)
+CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=BIN) or "check-jsonschema"
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -135,6 +142,33 @@ def test_dockerignore_keeps_local_state_and_secrets_out(default_project):
 
 def compose(baked) -> dict:
     return yaml.safe_load(baked.read("docker-compose.yml"))
+
+
+def test_compose_files_follow_the_compose_spec(default_project):
+    for name in ("docker-compose.yml", "docker-compose.sentinel.yml"):
+        checked = subprocess.run(
+            [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.compose-spec", name],
+            cwd=default_project.path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_sentinel_override_adds_a_replica_and_three_sentinels(default_project):
+    override = yaml.safe_load(default_project.read("docker-compose.sentinel.yml"))
+    services = override["services"]
+
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    sentinels = [name for name in services if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    assert all("sentinel monitor mymaster redis 6379 2" in services[name]["command"][2]
+               for name in sentinels)  # fmt: skip
+    for app in ("web", "worker"):
+        found = services[app]["environment"]["FLASK_REDIS_SENTINELS"].split(",")
+        assert found == [f"{name}:26379" for name in sentinels]
 
 
 def test_compose_defines_redis_web_and_worker(default_project):

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import api_http, api_keys, idempotency, registry
 from .backends import BACKEND_ERRORS
-from .queue import QueueUnavailable
+from .queue import NotReplicated, QueueUnavailable
 from .queue import dispatch as dispatch_job
 from .state import kit_state
 
@@ -77,6 +77,16 @@ def dispatch(name: str) -> tuple[Response, int]:
         )
     except idempotency.IdempotencyKeyReused as exc:
         return error(422, "idempotency_key_reused", str(exc))
+    except NotReplicated:
+        # REDIS_WAIT_REPLICAS: on the master, not yet safe from its loss.
+        response, status = error(
+            503,
+            "not_replicated",
+            "the job was queued but not copied to enough Redis replicas in time; it may "
+            "or may not run: send it again with the same Idempotency-Key to find out",
+        )
+        response.headers["Retry-After"] = "1"
+        return response, status
     except QueueUnavailable:
         response, status = error(
             503, "queue_unavailable", "the job queue is unreachable; nothing was queued, try again"

@@ -120,7 +120,9 @@ ERRORS: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
     "503": (
         "Unavailable",
-        "The queue or the job store is unreachable; nothing was queued. Try again.",
+        "The queue or the job store is unreachable; nothing was queued. Try again. "
+        "With `not_replicated` (REDIS_WAIT_REPLICAS) the job was queued but not yet "
+        "copied to the replicas: send it again with the same `Idempotency-Key`.",
         {"Retry-After": RETRY_AFTER},
     ),
 }

@@ -60,6 +60,24 @@ REDIS_SOCKET_TIMEOUT = 1.0
 # for a second, or half its socket timeout if that is less.
 REDIS_WORKER_SOCKET_TIMEOUT = 5.0
 
+# -- Redis Sentinel (docs/scaling.md) ----------------------------------------
+# Set REDIS_SENTINELS ("host1:26379,host2:26379,host3:26379") to find the
+# Redis master through Sentinel instead of REDIS_URL's address: web and
+# workers follow a failover without a restart (dispatch answers 503 while it
+# lasts). REDIS_URL, if set too, gives the master's password and database.
+# The sentinels' own credentials are secrets: set them in the environment.
+REDIS_SENTINELS = None
+REDIS_SENTINEL_MASTER = "mymaster"
+REDIS_SENTINEL_USERNAME = None
+REDIS_SENTINEL_PASSWORD = None
+# Replicas a new job must reach before a dispatch answers 202 (Redis WAIT),
+# so that an accepted job survives the master's death; 0: do not wait. If
+# they do not answer within REDIS_WAIT_TIMEOUT_MS (below the socket timeout),
+# the dispatch answers 503 "not_replicated": the job is on the master, and
+# sending it again with the same Idempotency-Key finds it.
+REDIS_WAIT_REPLICAS = 0
+REDIS_WAIT_TIMEOUT_MS = 500
+
 # A dispatch sent again with the same Idempotency-Key header (or
 # idempotency_key= in enqueue/dispatch) within this many seconds of the first
 # queues nothing and gets the first job back; with another payload, or for
