@@ -170,6 +170,8 @@ def safe_next(target: str | None, default: str) -> str:
     """
     if not target or len(target) > MAX_NEXT or not UNSAFE_IN_NEXT.isdisjoint(target):
         return default
+    if not target.startswith("/") or target.startswith("//"):
+        return default  # "//host" and "///host" name another host in a browser
     try:
         uri = iri_to_uri(target)
         parts = urlsplit(uri)
