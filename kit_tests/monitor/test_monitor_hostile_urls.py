@@ -41,7 +41,7 @@ HOSTILE_NEXT = [
     "/\\/evil.example",
     "\\/evil.example",
     "//evil\u3002example",  # an ideographic full stop, which IDNA reads as "."
-    "//\u0435vil.example",  # a Cyrillic "е"
+    "//\u0435vil.example",  # a Cyrillic small letter ie, which looks like "e"
     "//xn--vil-5cd.example",
     "//evil.example@localhost",
     "//localhost@evil.example",
@@ -149,10 +149,10 @@ def monitor_pages(monitor, failed_job) -> list[str]:
     """Every GET page and API route of the monitor, filled with real values."""
     pages = []
     for rule in monitor.app.url_map.iter_rules():
-        if rule.endpoint.startswith("monitor.") and "GET" in rule.methods:
-            if rule.endpoint != "monitor.static":
-                path = rule.rule.replace("<status>", "failed").replace("<job_id>", failed_job)
-                pages.append(path.replace("<name>", "testGreet"))
+        wanted = rule.endpoint.startswith("monitor.") and rule.endpoint != "monitor.static"
+        if wanted and "GET" in rule.methods:
+            path = rule.rule.replace("<status>", "failed").replace("<job_id>", failed_job)
+            pages.append(path.replace("<name>", "testGreet"))
     return pages
 
 
