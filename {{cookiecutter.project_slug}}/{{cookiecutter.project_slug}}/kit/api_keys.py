@@ -209,10 +209,11 @@ def authenticate(kit: KitState, header: str, address: str) -> tuple[ApiKey | Non
     # Checked before the key, or a throttled guesser would still learn when it is right.
     try:
         wait = throttle.wait(address, now)
-    except BACKEND_ERRORS:  # failures are counted in the queue's backend
-        response = refuse(503, "queue_unavailable", "the job queue is unreachable, try again")
-        response.headers["Retry-After"] = "5"
-        return None, response
+    except BACKEND_ERRORS:
+        # Failures are counted in the queue's backend. While it is down the
+        # API still checks keys (long random secrets, not guessable at any
+        # speed), so bad input gets its 422 and a dispatch its 503.
+        wait = 0
     if wait > 0:
         response = refuse(
             429, "too_many_attempts", "too many unknown keys from this address: try again later"
