@@ -164,6 +164,13 @@ def test_no_monitor_page_fails_on_odd_query_keys(monitor, monitor_pages, query):
     assert all(code < 500 for code in answers.values()), answers
 
 
+@pytest.mark.parametrize("query", ODD_QUERIES)
+def test_logged_out_odd_query_keys_lead_to_the_login_page_not_an_error(anonymous, query):
+    response = anonymous.get(f"/monitor/jobs/failed?{query}")
+
+    assert response.status_code in (302, 401)
+
+
 def test_a_pages_live_link_keeps_only_the_parameters_pages_read(monitor, failed_job):
     page = monitor.get("/monitor/jobs/failed?name=testGreet&endpoint=x&_anchor=y&refresh=10")
 
