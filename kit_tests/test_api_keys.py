@@ -9,7 +9,7 @@ import pytest
 from acme_jobs import create_app
 from acme_jobs.kit.api_keys import InvalidKeys, parse_keys
 from conftest import CI_SECRET, GREETER_SECRET, TEST_KEYS
-from support import bearer, pending, without_key
+from support import SECRET_KEY, bearer, pending, without_key
 
 PESSOA = {"nome": "João", "idade": 30}
 IMPORT = {"pessoas": [PESSOA], "atraso": 0}
@@ -328,7 +328,7 @@ def test_a_job_queued_in_open_mode_records_no_key(api_app):
 
 
 def test_the_monitor_job_page_shows_the_key_that_queued_the_job(api_app):
-    app = api_app(MONITOR_USERNAME="admin", MONITOR_PASSWORD="pw", SECRET_KEY="s" * 32)
+    app = api_app(MONITOR_USERNAME="admin", MONITOR_PASSWORD="pw", SECRET_KEY=SECRET_KEY)
     client = without_key(app.test_client())
     job_id = client.post("/jobs/testGreet", json=PESSOA, headers=bearer(GREETER_SECRET)).json["id"]
     basic = base64.b64encode(b"admin:pw").decode()

@@ -39,8 +39,9 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from . import registry
+from .backends import BACKEND_ERRORS
 from .monitor import present
-from .monitor.security import LoginThrottle
+from .monitor.throttle import LoginThrottle
 from .state import KitState, kit_state
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,15 @@ def guard() -> Response | None:
 def authenticate(kit: KitState, header: str, address: str) -> tuple[ApiKey | None, Response | None]:
     """(the key the header names, None), or (None, a 401 or 429 refusal)."""
     throttle: LoginThrottle = kit.login_throttle
-    now = time.monotonic()
+    now = time.time()  # shared with other processes (monitor/throttle.py): wall-clock time
     # Checked before the key, or a throttled guesser would still learn when it is right.
-    wait = throttle.wait(address, now)
+    try:
+        wait = throttle.wait(address, now)
+    except BACKEND_ERRORS:
+        # Failures are counted in the queue's backend. While it is down the
+        # API still checks keys (long random secrets, not guessable at any
+        # speed), so bad input gets its 422 and a dispatch its 503.
+        wait = 0
     if wait > 0:
         response = refuse(
             429, "too_many_attempts", "too many unknown keys from this address: try again later"

@@ -175,12 +175,15 @@ AUDIT_MAX_ENTRIES = 10_000
 # Let anyone in when no credentials are set, but only while the app runs in
 # debug mode (flask run --debug): handy on a laptop, never in production.
 MONITOR_OPEN_IN_DEBUG = False
-# A login lasts this many hours.
+# A login lasts this many hours. It also ends at logout (revoked in the queue's
+# backend) and when MONITOR_USERNAME or MONITOR_PASSWORD change. The session
+# cookie is Secure on HTTPS requests; Flask's SESSION_COOKIE_SECURE = True
+# makes it Secure on every request.
 MONITOR_SESSION_HOURS = 8
 # An address that gets the credentials wrong this many times within the window
 # (seconds), on the login form, over HTTP Basic, on /metrics or with an
 # unknown jobs API key, is refused with 429 until the window has passed.
-# Counted per web process.
+# Counted in the queue's backend, for all web processes together.
 MONITOR_LOGIN_ATTEMPTS = 10
 MONITOR_LOGIN_WINDOW = 600
 # Payload and result keys shown as "[redacted]": a key is hidden when it

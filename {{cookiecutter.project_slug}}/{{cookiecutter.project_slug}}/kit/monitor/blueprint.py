@@ -21,7 +21,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..backends import BACKEND_ERRORS
 from ..state import kit_state
-from . import present, security
+from . import present, security, sessions
+from .throttle import LoginThrottle
 
 # The monitor ships its own templates and static files, so that the app's
 # templates/ and static/ folders stay the project's own.
@@ -38,10 +39,12 @@ bp = Blueprint(
 def _setup(state) -> None:
     app = state.app
     kit = kit_state(app)
-    kit.monitor_off = security.prepare_secret_key(app)
-    app.session_interface = security.CookieSessions()
-    # Created here, once per app and process, before any request can race.
-    kit.login_throttle = security.LoginThrottle.from_config(app.config)
+    kit.monitor_off = sessions.prepare_secret_key(app)
+    app.session_interface = sessions.CookieSessions()
+    # Created here, once per app and process, before any request can race;
+    # shared with /metrics and the jobs API's keys.
+    kit.auth_store = kit.backend.auth_store()
+    kit.login_throttle = LoginThrottle.from_config(app.config, kit.auth_store)
 
 
 @bp.context_processor
@@ -88,7 +91,7 @@ def _guard() -> BaseResponse | None:
     if mode == "open":
         g.monitor_user = "anyone (debug mode)"
     else:
-        g.monitor_user = security.session_user() or security.basic_auth_user()
+        g.monitor_user = sessions.session_user() or security.basic_auth_user()
         if g.monitor_user is None and request.endpoint != "monitor.login":
             if is_api() or request.args.get("partial"):
                 response = refuse(401, "Login required", "Log in again, or send HTTP Basic.")
