@@ -56,6 +56,8 @@ class KitState:
     auth_store: AuthStore | None = None
     # The jobs API's keys (api_keys.py), read when its blueprint is registered.
     api_keys: tuple[ApiKey, ...] = ()
+    # Addresses this process saw locked out for unknown API keys -> until when.
+    api_lockouts: dict[str, float] = field(default_factory=dict)
 
 
 def kit_state(app: Flask | None = None) -> KitState:

@@ -10,7 +10,9 @@ its guesses was right.
 The failures live in the backend (see ``stores.py``), so every web process
 on every machine sees the same count: N gunicorn workers do not allow N
 times the limit. That costs one small read per credentialed request, and a
-write per failure. Times are wall-clock seconds, shared between machines.
+write per failure; the jobs API, whose keys are long random secrets, reads
+the count only when it refuses a key (:meth:`LoginThrottle.count`). Times
+are wall-clock seconds, shared between machines.
 """
 
 from __future__ import annotations
@@ -72,6 +74,24 @@ class LoginThrottle:
             # The attempt is refused anyway; the backend being down also stops
             # the next one, whose wait() cannot read the count.
             log.warning("could not count a failed sign-in of %s: %s", address, exc)
+
+    def count(self, address: str, now: float | None = None) -> tuple[float, float]:
+        """Count a failure of ``address``, unless it is locked out already.
+
+        Returns the seconds it had to wait before this failure and those it
+        must wait after it: for a caller that checks credentials before the
+        count (api_keys.py), so that only refusals pay for reading it.
+        """
+        now = time.time() if now is None else now
+        recent = self.store.failures(address, now - self.window)
+        if len(recent) >= self.limit:
+            wait = recent[-self.limit] + self.window - now
+            return wait, wait
+        self.failed(address, now)
+        recent.append(now)
+        if len(recent) < self.limit:
+            return 0.0, 0.0
+        return 0.0, recent[-self.limit] + self.window - now
 
     def check(self, address: str, what: str = "sign-ins") -> None:
         """Raise 429 (with ``Retry-After``) while ``address`` is locked out."""
