@@ -11,10 +11,12 @@ import json
 
 import pytest
 
-from support import pending
+from conftest import CI_SECRET
+from support import bearer, pending
 
 PESSOA = json.dumps({"nome": "João", "idade": 30})
 # The test client's requests go to http://localhost/.
+CI_KEY = bearer(CI_SECRET)
 
 
 def dispatch(client, **headers):
@@ -88,3 +90,28 @@ def test_the_refusal_comes_before_the_key_is_checked(anonymous_client):
 
     assert response.status_code == 403
     assert response.json["error"] == "cross_site_request"
+
+
+# -- trusted hosts ----------------------------------------------------------------
+
+
+def test_an_untrusted_host_is_refused_when_trusted_hosts_are_set(api_app):
+    app = api_app(TRUSTED_HOSTS=["jobs.example.com"])
+
+    response = app.test_client().post(
+        "/jobs/testGreet", data=PESSOA, base_url="http://evil.example", headers=CI_KEY
+    )
+
+    assert response.status_code == 400
+    assert response.json["error"] == "untrusted_host"
+
+
+def test_status_url_names_a_trusted_host(api_app):
+    app = api_app(TRUSTED_HOSTS=["jobs.example.com"])
+
+    response = app.test_client().post(
+        "/jobs/testGreet", data=PESSOA, base_url="http://jobs.example.com", headers=CI_KEY
+    )
+
+    assert response.status_code == 202
+    assert response.json["status_url"].startswith("http://jobs.example.com/jobs/")

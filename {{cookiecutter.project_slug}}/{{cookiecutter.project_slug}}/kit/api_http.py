@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 
 from flask import Response, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
 
 from . import registry
 
@@ -54,6 +54,8 @@ BODY_HEADERS = {"content-type", "content-length"}
 
 def error_code(exc: HTTPException) -> str:
     """The stable ``error`` code of a Werkzeug error."""
+    if isinstance(exc, SecurityError):
+        return "untrusted_host"  # a Host outside TRUSTED_HOSTS
     code = exc.code or 500
     return ERROR_CODES.get(code) or re.sub(r"[^a-z0-9]+", "_", exc.name.lower()).strip("_")
 

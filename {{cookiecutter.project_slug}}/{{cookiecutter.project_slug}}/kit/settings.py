@@ -35,6 +35,14 @@ MAX_CONTENT_LENGTH = 64 * 1024
 # site's own pages.
 SESSION_COOKIE_SAMESITE = "Lax"
 
+# Flask's own: the host names this app answers to. The Host header a client
+# sends goes into every absolute URL the app writes (the jobs API's
+# status_url): in production set it to your public names, and any other Host
+# is refused with 400 (FLASK_TRUSTED_HOSTS='["jobs.example.com"]'; a leading
+# "." allows subdomains). Include what your load balancer's health checks
+# send. None (the default) trusts any Host, which suits a laptop.
+TRUSTED_HOSTS = None
+
 # The jobs HTTP API's keys (api_keys.py): a JSON object of key name ->
 # {"key": "<secret, 16+ characters>", "jobs": ["<job name>", ... or "*"]},
 # sent as "Authorization: Bearer <secret>". A secret: set it only in the
