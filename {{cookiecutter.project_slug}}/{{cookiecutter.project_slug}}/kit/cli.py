@@ -10,8 +10,8 @@ from marshmallow import ValidationError
 from . import job_ids, openapi, payloads, registry
 from .backends import BACKEND_ERRORS
 from .jobs_api import describe
-from .monitor.present import redact
 from .queue import QueueUnavailable, UnknownJob, enqueue
+from .redaction import redact
 from .state import kit_state
 
 bp = Blueprint("jobs_cli", __name__, cli_group="jobs")

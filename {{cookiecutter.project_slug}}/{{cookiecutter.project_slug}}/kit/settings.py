@@ -173,11 +173,17 @@ MONITOR_SESSION_HOURS = 8
 # Counted per web process.
 MONITOR_LOGIN_ATTEMPTS = 10
 MONITOR_LOGIN_WINDOW = 600
-# Payload and result keys shown as "[redacted]": a key is hidden when it
-# contains one of these, ignoring case, "_" and "-" ("api_key", "X-Api-Key").
+# Payload and result keys shown as "[redacted]" (by the monitor, GET /jobs/<id>
+# and `flask jobs status`). Compared after Unicode NFKC and casefolding, with
+# "_", "-" and other separators dropped: a key is hidden when it contains one
+# of these ("api_key", "X-Api-Key", full-width "PassWord"), or, for those under five
+# characters, when it has it as a whole word ("userPin", not "shipping";
+# "X-Auth", not "author"). See redaction.py.
 MONITOR_REDACT_KEYS = [
-    "password", "passwd", "secret", "token", "apikey", "authorization",
-    "cookie", "session", "creditcard", "cardnumber", "cvv", "iban", "ssn", "privatekey",
+    "password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "apikey",
+    "authorization", "auth", "bearer", "jwt", "otp", "pin", "credential", "signature",
+    "cookie", "session", "accesskey", "privatekey", "dsn", "databaseurl",
+    "connectionstring", "creditcard", "cardnumber", "cvv", "iban", "ssn",
 ]  # fmt: skip
 # Live refresh: the default interval and the bounds any page request is held to.
 MONITOR_REFRESH_SECONDS = 5
