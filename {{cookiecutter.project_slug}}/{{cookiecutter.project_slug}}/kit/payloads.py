@@ -48,22 +48,28 @@ def check(value: Any) -> None:
     """Refuse ``value`` if it nests too deep or holds text that is not Unicode.
 
     A loop over an explicit stack, not recursion: it must not fail the way
-    it guards against. Cheap for the usual payload, a flat object: one step
-    per value, and ASCII strings are known clean at once.
+    it guards against. Cheap for the usual payload, a flat object: scalars
+    are looked at where they are, only containers are stacked, and ASCII
+    strings are known clean at once.
     """
+    if isinstance(value, str):
+        check_text(value)
+    if not isinstance(value, dict | list):
+        return
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, str):
-            check_text(item)
-        elif isinstance(item, dict | list):
-            if depth > MAX_DEPTH:
-                raise too_deep()
-            if isinstance(item, dict):
-                for key in item:
-                    check_text(key)
-                item = item.values()
-            stack.extend((child, depth + 1) for child in item)
+        if depth > MAX_DEPTH:
+            raise too_deep()
+        if isinstance(item, dict):
+            for key in item:
+                check_text(key)
+            item = item.values()
+        for child in item:
+            if isinstance(child, str):
+                check_text(child)
+            elif isinstance(child, dict | list):
+                stack.append((child, depth + 1))
 
 
 def check_text(text: Any) -> None:
