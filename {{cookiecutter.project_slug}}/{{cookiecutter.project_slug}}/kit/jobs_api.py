@@ -7,14 +7,13 @@ and so does a request sent again with its ``Idempotency-Key`` (idempotency.py).
 Every request is checked against the API keys first (``api_keys.py``).
 """
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api_http, api_keys, idempotency, registry
+from . import api_http, api_keys, idempotency, job_ids, payloads, registry
 from .backends import BACKEND_ERRORS
 from .queue import NotReplicated, QueueUnavailable
 from .queue import dispatch as dispatch_job
@@ -23,6 +22,9 @@ from .state import kit_state
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 # OPTIONS answers list the methods of the resource, not of the URL shape.
 bp.after_app_request(api_http.narrow_options_allow)
+# A browser may dispatch only from this site's pages (see api_http.py);
+# checked first, so a forged request never counts as a failed sign-in.
+bp.before_request(api_http.refuse_cross_site)
 # API keys: who may dispatch and read which jobs (see api_keys.py).
 bp.record_once(api_keys.setup)
 bp.before_request(api_keys.guard)
@@ -59,9 +61,10 @@ def dispatch(name: str) -> tuple[Response, int]:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         return error(413, "payload_too_large", f"the body is over {limit} bytes")
     try:
-        payload = json.loads(body, parse_float=api_http.json_number)
-    except ValueError as exc:  # also covers bytes that are not UTF-8
-        return error(400, "invalid_json", f"the body is not valid JSON: {exc}")
+        # Refuses nesting too deep and lone surrogates too (see payloads.py).
+        payload = payloads.parse(body)
+    except payloads.Refused as exc:
+        return error(400, exc.code, str(exc))
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
@@ -118,6 +121,9 @@ def dispatch(name: str) -> tuple[Response, int]:
 @api_keys.allow_anonymous
 def status(job_id: str) -> Response | tuple[Response, int]:
     api_http.job_name_is_not_a_job(job_id)
+    if not job_ids.is_job_id(job_id):
+        # Checked before any key is built from it: "<id>:x" names another key.
+        return error(404, "unknown_job_id", f"{job_ids.shown(job_id)} is not a job id")
     try:
         record = kit_state().history.get(job_id)
         if record is not None:

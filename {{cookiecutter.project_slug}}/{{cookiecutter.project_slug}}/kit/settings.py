@@ -35,6 +35,14 @@ MAX_CONTENT_LENGTH = 64 * 1024
 # site's own pages.
 SESSION_COOKIE_SAMESITE = "Lax"
 
+# Flask's own: the host names this app answers to. The Host header a client
+# sends goes into every absolute URL the app writes (the jobs API's
+# status_url): in production set it to your public names, and any other Host
+# is refused with 400 (FLASK_TRUSTED_HOSTS='["jobs.example.com"]'; a leading
+# "." allows subdomains). Include what your load balancer's health checks
+# send. None (the default) trusts any Host, which suits a laptop.
+TRUSTED_HOSTS = None
+
 # The jobs HTTP API's keys (api_keys.py): a JSON object of key name ->
 # {"key": "<secret, 16+ characters>", "jobs": ["<job name>", ... or "*"]},
 # sent as "Authorization: Bearer <secret>". A secret: set it only in the
@@ -186,11 +194,17 @@ MONITOR_SESSION_HOURS = 8
 # Counted in the queue's backend, for all web processes together.
 MONITOR_LOGIN_ATTEMPTS = 10
 MONITOR_LOGIN_WINDOW = 600
-# Payload and result keys shown as "[redacted]": a key is hidden when it
-# contains one of these, ignoring case, "_" and "-" ("api_key", "X-Api-Key").
+# Payload and result keys shown as "[redacted]" (by the monitor, GET /jobs/<id>
+# and `flask jobs status`). Compared after Unicode NFKC and casefolding, with
+# "_", "-" and other separators dropped: a key is hidden when it contains one
+# of these ("api_key", "X-Api-Key", full-width "PassWord"), or, for those under five
+# characters, when it has it as a whole word ("userPin", not "shipping";
+# "X-Auth", not "author"). See redaction.py.
 MONITOR_REDACT_KEYS = [
-    "password", "passwd", "secret", "token", "apikey", "authorization",
-    "cookie", "session", "creditcard", "cardnumber", "cvv", "iban", "ssn", "privatekey",
+    "password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "apikey",
+    "authorization", "auth", "bearer", "jwt", "otp", "pin", "credential", "signature",
+    "cookie", "session", "accesskey", "privatekey", "dsn", "databaseurl",
+    "connectionstring", "creditcard", "cardnumber", "cvv", "iban", "ssn",
 ]  # fmt: skip
 # Live refresh: the default interval and the bounds any page request is held to.
 MONITOR_REFRESH_SECONDS = 5

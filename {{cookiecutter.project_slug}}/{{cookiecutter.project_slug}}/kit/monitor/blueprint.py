@@ -7,6 +7,7 @@ The pages and API routes register themselves on ``bp`` in ``views.py``,
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     g,
     jsonify,
@@ -19,6 +20,7 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
+from .. import job_ids
 from ..backends import BACKEND_ERRORS
 from ..state import kit_state
 from . import present, security, sessions
@@ -106,6 +108,19 @@ def _guard() -> BaseResponse | None:
                 403, "Form expired", "The form's security token is missing or stale: reload it."
             )
     return None
+
+
+@bp.before_request
+def _job_id_shape() -> None:
+    """A ``<job_id>`` in the URL that is not a job id is a 404, before any
+    view builds a storage key from it (see job_ids.py). Registered after
+    ``_guard``, so a stranger still meets the login first."""
+    job_id = (request.view_args or {}).get("job_id")
+    if job_id is not None and not job_ids.is_job_id(job_id):
+        if is_api():
+            message = f"{job_ids.shown(job_id)} is not a job id"
+            abort(make_response(jsonify(error="not_found", message=message), 404))
+        abort(404)
 
 
 @bp.after_request

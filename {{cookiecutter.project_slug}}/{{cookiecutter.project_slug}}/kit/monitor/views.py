@@ -20,7 +20,7 @@ from flask import (
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import registry
+from .. import job_ids, registry
 from ..history import History, model
 from ..queue import AlreadyRetried, QueueUnavailable, UnknownJob, enqueue
 from ..state import kit_state
@@ -203,9 +203,12 @@ def list_filters(status: str) -> dict[str, Any]:
 def find() -> BaseResponse:
     """Jump to a job by its id."""
     job_id = (request.args.get("id") or "").strip()
-    if job_id and history().get(job_id) is not None:
+    if job_ids.is_job_id(job_id) and history().get(job_id) is not None:
         return redirect(url_for("monitor.job", job_id=job_id))
-    flash(f"No job has the id {job_id!r}." if job_id else "Type a job id to find it.", "error")
+    if job_id:
+        flash(f"No job has the id {job_ids.shown(job_id)}.", "error")
+    else:
+        flash("Type a job id to find it.", "error")
     return redirect(url_for("monitor.overview"))
 
 
