@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acme_jobs import create_app
-from support import without_key
+from support import SECRET_KEY, without_key
 
 FUZZ = settings(
     max_examples=300,
@@ -113,7 +113,7 @@ def fuzzed_app(tmp_path):
             "TESTING": True,
             "REDIS_URL": None,
             "SQLITE_PATH": str(tmp_path / "queue.sqlite3"),
-            "SECRET_KEY": "a-secret-key-for-the-fuzzed-app-0123456789",
+            "SECRET_KEY": SECRET_KEY,
             "MONITOR_USERNAME": "admin",
             "MONITOR_PASSWORD": "correct horse battery staple",
         }
