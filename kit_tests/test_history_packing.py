@@ -161,16 +161,18 @@ def test_an_old_record_is_packed_by_its_next_write(history):
     assert history.get(old)["retried_by"] == new_id
 
 
-def test_a_record_whose_text_cannot_be_packed_stays_a_hash(history):
+@pytest.mark.parametrize("worker", ["host\x1eb:22", ""])
+def test_a_record_whose_text_cannot_be_packed_stays_a_hash(history, worker):
     # Packed fields are split on control bytes, which JSON text never holds
-    # raw; a record that does hold one is left as it is.
-    odd = dict(LEGACY_FAILED, worker="host\x1eb:22")
-    job_id = write_legacy(history, odd)
+    # raw, and an empty worker stands for the timeline's: a record that
+    # holds either is left as it is.
+    job_id = write_legacy(history, dict(LEGACY_FAILED, worker=worker))
+    before = history.detail(job_id)
 
     repack(history, job_id)
 
     assert history.store.conn.type(key(history, job_id)) == b"hash"
-    assert history.get(job_id)["worker"] == "host\x1eb:22"
+    assert history.detail(job_id) == before
 
 
 def test_a_completed_record_reads_the_same_packed_on_every_field(history):

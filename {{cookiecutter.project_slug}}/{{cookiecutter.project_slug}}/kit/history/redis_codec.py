@@ -177,8 +177,9 @@ local function packed(rec)
       value = tokens(value)
     elseif field == 'status' then
       value = STATUS_CODES[value] or value
-    elseif field == 'worker' and value == facts.worker then
-      value = ''
+    elseif field == 'worker' then
+      if value == '' then return nil end -- an empty worker means "the timeline's"
+      if value == facts.worker then value = '' end
     end
     if not skip then
       local code = CODES[field]
