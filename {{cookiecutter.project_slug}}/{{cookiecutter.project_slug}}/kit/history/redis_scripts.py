@@ -10,6 +10,8 @@ from typing import Any
 
 import redis
 
+from .redis_codec import CODEC_LUA
+
 # Shared by every write. ARGV: 1 key prefix, 2 the changes (a JSON list),
 # 3 Huey's queue key and 4 a message to push onto it (or ""), 5 a worker
 # heartbeat (JSON, or ""), then commands that other parts of the kit add to
@@ -17,7 +19,11 @@ import redis
 # of words followed by the words. If any change's ``only_from`` does not
 # match, none of the changes is written and the script returns 0; the
 # commands run either way, and an error in one of them fails nothing else.
-APPLY_LUA = r"""
+# A finished record is packed into a string (``redis_codec``): a change to
+# one unpacks it first, and packs it again if it is still finished.
+APPLY_LUA = (
+    CODEC_LUA
+    + r"""
 local P = ARGV[1]
 local changes = cjson.decode(ARGV[2])
 
@@ -71,7 +77,7 @@ local function prune(status, cutoff, max_count, limit)
     end
   end
   for _, id in ipairs(victims) do
-    local name = redis.call('HGET', job_key(id), 'name')
+    local name = field_of(job_key(id), 'name')
     redis.call('DEL', job_key(id), job_key(id) .. ':x')
     redis.call('ZREM', idx, id)
     if name then redis.call('ZREM', index_key(status, name), id) end
@@ -90,14 +96,21 @@ local function add_bumps(key, counters, ttl)
   end
 end
 
-local current = {}
+local current, packed_records = {}, {}
 for i, change in ipairs(changes) do
-  current[i] = redis.call('HMGET', job_key(change.id), 'status', 'name')
+  local key = job_key(change.id)
+  current[i] = redis.pcall('HMGET', key, 'status', 'name')
+  if current[i].err then -- not a hash: a packed record
+    local rec = unpacked(redis.call('GET', key), true)
+    packed_records[key] = rec
+    current[i] = {rec.status or false, rec.name or false}
+  end
   if not allowed(change, current[i][1]) then
     run_commands()
     return 0
   end
 end
+for key, rec in pairs(packed_records) do unpack_to_hash(key, rec) end
 
 -- The message goes first: should a write below fail, the job is queued
 -- with an incomplete record, never recorded as queued without a message.
@@ -142,6 +155,7 @@ for i, c in ipairs(changes) do
       if started then redis.call('HSET', key, 'duration', tonumber(c.at) - tonumber(started)) end
     end
     if c.recovered then redis.call('HINCRBY', key, 'recovered', 1) end
+    if FINAL[c.status ~= '' and c.status or old] then pack(key) end
     if c.status ~= '' then
       if old and old ~= c.status then
         redis.call('ZREM', index_key(old), c.id)
@@ -179,6 +193,7 @@ end
 run_commands()
 return 1
 """
+)
 
 # The common case of APPLY_LUA, cut down: a new job's "queued" record and its
 # queue message, nothing else. Arguments by position instead of a JSON spec,
@@ -215,7 +230,9 @@ return 1
 # Finds failures whose error text contains a string, scanning at most
 # ARGV[4] records from rank ARGV[3] of index KEYS[1], newest first; stops
 # after ARGV[5] matches. Returns the matching ids and the rank to resume at.
-SEARCH_LUA = r"""
+SEARCH_LUA = (
+    CODEC_LUA
+    + r"""
 local P, needle = ARGV[1], ARGV[2]
 local start, budget, want = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local ids = redis.call('ZREVRANGE', KEYS[1], start, start + budget - 1)
@@ -223,7 +240,7 @@ local found = {}
 local rank = start
 for _, id in ipairs(ids) do
   rank = rank + 1
-  local err = redis.call('HGET', P .. ':job:' .. id, 'error')
+  local err = field_of(P .. ':job:' .. id, 'error')
   if err and string.find(string.lower(err), needle, 1, true) then
     found[#found + 1] = id
     if #found >= want then break end
@@ -231,6 +248,7 @@ for _, id in ipairs(ids) do
 end
 return {found, rank, #ids}
 """
+)
 
 
 class Script:

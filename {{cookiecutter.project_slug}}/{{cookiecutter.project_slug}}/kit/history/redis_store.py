@@ -3,7 +3,9 @@
 Keys, all under ``huey.history.<queue name>``:
 
 * ``:job:<id>`` (hash): the record. ``events`` holds the timeline as JSON
-  lines; ``payload``, ``result`` and ``error`` hold JSON text.
+  lines; ``payload``, ``result`` and ``error`` hold JSON text. Once the job
+  is finished, the record is packed into a string of a third of the size
+  (``redis_codec``); reads go through a script that takes either form.
 * ``:state:<status>`` and ``:state:<status>:<job name>`` (sorted sets): the
   ids in each status, scored by time. A list page is one ZRANGE, and a count
   is one ZCARD, whatever the size of the history.
@@ -34,6 +36,7 @@ from ..huey_seam import RedisQueue
 from ..idempotency import KeyHeld, RedisGuard
 from . import model
 from .model import ASCENDING, FINISHING, Change, Settings, rollup_fields
+from .redis_codec import READ_LUA
 from .redis_scripts import APPLY_LUA, QUEUE_NEW_LUA, SEARCH_LUA, Script
 
 # Fields a list page shows; the timeline and payload stay on the server.
@@ -92,6 +95,7 @@ class RedisStore:
         self._apply = Script(self.conn, APPLY_LUA)
         self._queue_new = Script(self.conn, QUEUE_NEW_LUA)
         self._search = Script(self.conn, SEARCH_LUA)
+        self._read = Script(self.conn, READ_LUA)
 
     # -- writes ---------------------------------------------------------
 
@@ -264,10 +268,11 @@ class RedisStore:
     # -- reads ----------------------------------------------------------
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.conn.hgetall(f"{self.prefix}:job:{job_id}")
-        if not raw:
+        flat = self._read([f"{self.prefix}:job:{job_id}"], [])[0]
+        if not flat:
             return None
-        return decode_record(job_id, {k.decode(): v.decode() for k, v in raw.items()})
+        raw = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+        return decode_record(job_id, raw)
 
     def counts(self, name: str | None = None) -> dict[str, int]:
         pipe = self.conn.pipeline(transaction=False)
@@ -311,11 +316,11 @@ class RedisStore:
         return rows, None if finished else str(rank), examined
 
     def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
-        pipe = self.conn.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(f"{self.prefix}:job:{job_id}", LIST_FIELDS)
+        if not ids:
+            return []
+        keys = [f"{self.prefix}:job:{job_id}" for job_id in ids]
         rows = []
-        for job_id, values in zip(ids, pipe.execute(), strict=True):
+        for job_id, values in zip(ids, self._read(keys, LIST_FIELDS), strict=True):
             fields = {
                 f: v.decode() for f, v in zip(LIST_FIELDS, values, strict=True) if v is not None
             }
