@@ -115,8 +115,10 @@ class AccessLogFields(logging.Filter):
         atoms = record.args
         if not isinstance(atoms, Mapping):
             return True
+        # "-": gunicorn's word for a missing header (a response the app did not make).
         request_id = atoms.get("{x-request-id}o", "-")
-        record.request_id = request_id if _REQUEST_ID.fullmatch(request_id) else None
+        sane = request_id != "-" and _REQUEST_ID.fullmatch(request_id)
+        record.request_id = request_id if sane else None
         record.method = atoms.get("m")
         record.path = atoms.get("U")
         with contextlib.suppress(TypeError, ValueError):
