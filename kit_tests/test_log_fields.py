@@ -14,6 +14,7 @@ import re
 import pytest
 
 from acme_jobs import create_app
+from acme_jobs.kit import registry
 from acme_jobs.kit.logs import (
     AccessLogFields,
     JobContextFilter,
@@ -30,14 +31,15 @@ TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \d+ \S+ \[\
 @pytest.fixture
 def failing_app(tmp_path):
     """A real SQLite queue with no worker, and a job that always fails."""
-    return create_app(
-        {
-            "TESTING": True,
-            "REDIS_URL": None,
-            "SQLITE_PATH": str(tmp_path / "queue.sqlite3"),
-            "JOB_MODULES": ["control_jobs"],
-        }
+
+    @registry.job("testAlwaysBreaks", schema=registry.NoPayload)
+    def always_breaks(data: dict) -> None:
+        raise RuntimeError("the disk is full")
+
+    yield create_app(
+        {"TESTING": True, "REDIS_URL": None, "SQLITE_PATH": str(tmp_path / "queue.sqlite3")}
     )
+    del registry._registry["testAlwaysBreaks"]
 
 
 def run_next(app) -> None:
@@ -70,14 +72,14 @@ def test_huey_lines_about_a_job_carry_the_job_fields(queue_app, json_lines):
 
 
 def test_the_failure_line_and_its_traceback_carry_the_job_fields(failing_app, json_lines):
-    job_id = dispatch(failing_app, "testLogsThenFails", {"steps": 1}, "req-failing")
+    job_id = dispatch(failing_app, "testAlwaysBreaks", {}, "req-failing")
 
     run_next(failing_app)
 
     failure = next(
         line for line in json_lines() if line["message"].startswith("Unhandled exception in task")
     )
-    assert failure["job_name"] == "testLogsThenFails"
+    assert failure["job_name"] == "testAlwaysBreaks"
     assert failure["job_id"] == job_id
     assert failure["attempt"] == 1
     assert failure["request_id"] == "req-failing"
