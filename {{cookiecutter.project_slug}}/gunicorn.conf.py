@@ -19,10 +19,16 @@ it: the real environment wins over the file.
 import multiprocessing
 import os
 
-from {{ cookiecutter.project_slug }}.kit import read_dotenv
+from dotenv import find_dotenv, load_dotenv
+from flask.helpers import get_load_dotenv
 
-# The settings in .env reach gunicorn's own settings below, and the app.
-read_dotenv()
+# .env, read as the app reads it ({{ cookiecutter.project_slug }}/kit/environment.py): from the
+# working directory or a parent, never over a variable already set, not with
+# FLASK_SKIP_DOTENV=1. Done here rather than by importing the app's package,
+# which gunicorn makes importable from the working directory only after
+# reading this file.
+if get_load_dotenv() and (_dotenv := find_dotenv(".env", usecwd=True)):
+    load_dotenv(_dotenv, override=False, encoding="utf-8")
 
 
 def _positive_int(name: str, default: int) -> int:

@@ -3,9 +3,9 @@
 ``flask run`` reads ``.env`` before it builds the app; gunicorn,
 ``huey_consumer`` and ``python -m <package>.worker`` would not, and a web app
 and a worker could then run on different queues without a word. So the app
-factory calls :func:`load_environment` (and ``gunicorn.conf.py`` calls
-:func:`read_dotenv` for its own settings): every entry point reads ``.env``
-in the same way, and the real environment always wins over it.
+factory calls :func:`load_environment` (and ``gunicorn.conf.py`` does what
+:func:`read_dotenv` does, for its own settings): every entry point reads
+``.env`` in the same way, and the real environment always wins over it.
 """
 
 from __future__ import annotations
