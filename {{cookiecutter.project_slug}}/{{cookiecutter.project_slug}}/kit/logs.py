@@ -184,6 +184,15 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(FORMAT)
 
+    def format(self, record: logging.LogRecord) -> str:
+        # logging keeps the first handler's traceback text on the record;
+        # this format's own (indented, escaped) is made afresh.
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_control(super().formatMessage(record))
 
