@@ -79,7 +79,8 @@ class Deployment:
         )
 
     def log_lines(self, name: str) -> list[str]:
-        return (self.root / f"{name}.log").read_text().splitlines()
+        """The complete lines of a process's log (not one it is writing now)."""
+        return (self.root / f"{name}.log").read_text().split("\n")[:-1]
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -114,6 +114,11 @@ def test_gunicorn_runs_the_configured_workers_and_writes_access_logs(production)
         return '"POST /jobs/testGreet HTTP/1.1" 202' in stack.read_logs()
 
     wait_for(access_logged, "no access log line for the dispatch")
+    # The first worker may serve before the second has booted.
+    wait_for(
+        lambda: stack.read_logs().count("Booting worker with pid") >= 2,
+        "gunicorn did not boot two workers",
+    )
     logs = stack.read_logs()
     assert logs.count("Booting worker with pid") == 2  # WEB_CONCURRENCY=2
     assert "Listening at: http://0.0.0.0:" in logs
