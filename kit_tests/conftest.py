@@ -8,7 +8,9 @@ server and a ``huey_consumer``, with ``start_stack``.
 
 import contextlib
 import errno
+import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -27,6 +29,7 @@ import redis
 from flask import Flask
 
 from acme_jobs import create_app
+from acme_jobs.kit.logs import JobContextFilter, JSONFormatter
 from support import (
     API_KEYS,
     AUTHORIZATION,
@@ -54,6 +57,10 @@ os.environ["FLASK_JOBS_PACKAGE"] = "kit_jobs"
 # support.API_KEY), and every Flask test client sends it.
 os.environ["FLASK_JOBS_API_KEYS"] = json.dumps(API_KEYS)
 Flask.test_client_class = ApiKeyClient
+# The app factory reads .env (kit/environment.py); the tests' settings are
+# the ones written here, whatever .env a machine has. Tests of .env itself
+# start processes without this.
+os.environ.setdefault("FLASK_SKIP_DOTENV", "1")
 
 # The worker flags the README recommends, with short polling for SQLite.
 WORKER_FLAGS = ["--worker-type", "process", "--workers", "2", "--delay", "0.01"]
@@ -78,6 +85,26 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def json_lines():
+    """Capture the root logger's records as the JSON format writes them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(JobContextFilter())
+    handler.setFormatter(JSONFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield read
+    root.removeHandler(handler)
+    root.setLevel(old_level)
 
 
 # Keys of the API key tests: "ci" may use every job, "greeter" only testGreet.

@@ -10,7 +10,6 @@ import pytest
 from acme_jobs import create_app
 from acme_jobs.kit.logs import (
     JobContextFilter,
-    JSONFormatter,
     configure_logging,
     current_request_id,
     get_request_id,
@@ -21,26 +20,6 @@ from support import AUTHORIZATION, wait_for
 PESSOA = {"nome": "João", "idade": 30}
 JSON_KEYS = {"timestamp", "level", "logger", "message", "job_name", "job_id", "attempt"}
 JSON_KEYS |= {"request_id"}
-
-
-@pytest.fixture
-def json_lines():
-    """Capture the root logger's records as the JSON format writes them."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(JobContextFilter())
-    handler.setFormatter(JSONFormatter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-    def read() -> list[dict]:
-        return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-    yield read
-    root.removeHandler(handler)
-    root.setLevel(old_level)
 
 
 def test_a_json_line_outside_a_job_has_every_key(json_lines):

@@ -114,6 +114,11 @@ def test_gunicorn_runs_the_configured_workers_and_writes_access_logs(production)
         return '"POST /jobs/testGreet HTTP/1.1" 202' in stack.read_logs()
 
     wait_for(access_logged, "no access log line for the dispatch")
+    # The first worker may serve before the second has booted.
+    wait_for(
+        lambda: stack.read_logs().count("Booting worker with pid") >= 2,
+        "gunicorn did not boot two workers",
+    )
     logs = stack.read_logs()
     assert logs.count("Booting worker with pid") == 2  # WEB_CONCURRENCY=2
     assert "Listening at: http://0.0.0.0:" in logs
@@ -133,8 +138,8 @@ def test_sigterm_stops_gunicorn_and_the_workers_cleanly(production):
     }, json.dumps(stack.read_logs())
 
 
-def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
-    stack = launch(workers=0, FLASK_LOG_FORMAT="json")
+def test_json_logs_follow_one_job_from_its_request_to_its_end(launch):
+    stack = launch(workers=1, FLASK_LOG_FORMAT="json")
     request = urllib.request.Request(
         stack.base_url + "/jobs/testGreet",
         data=json.dumps({"nome": "Ana", "idade": 3}).encode(),
@@ -147,17 +152,43 @@ def test_json_logs_make_every_gunicorn_line_json_with_the_request_id(launch):
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 202
+        job_id = json.load(response)["id"]
+    stack.wait_for_status(job_id, {"complete"})
 
-    def lines() -> list[dict]:
-        text = (stack.logs / "web.log").read_text()
+    def lines(name: str) -> list[dict]:
+        text = (stack.logs / f"{name}.log").read_text()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def dispatch_line() -> dict | None:
-        return next((line for line in lines() if "POST /jobs/testGreet" in line["message"]), None)
+    def traced() -> list[dict]:
+        every = lines("web") + lines("worker-a")
+        return sorted(
+            (line for line in every if line["request_id"] == "trace-42"),
+            key=lambda line: line["timestamp"],
+        )
 
-    wait_for(lambda: dispatch_line() is not None, "no access log line for the dispatch")
-    access = dispatch_line()
-    assert access["logger"] == "gunicorn.access"
+    def finished() -> bool:
+        return any(" executed in " in line["message"] for line in traced())
+
+    wait_for(finished, "the job's last line never appeared")
+    wait_for(
+        lambda: any(line["logger"] == "gunicorn.access" for line in traced()), "no access line"
+    )
+    trace = traced()
+    print("\n".join(json.dumps(line, ensure_ascii=False) for line in trace))  # the report's sample
+
+    access = next(line for line in trace if line["logger"] == "gunicorn.access")
+    assert (access["method"], access["path"], access["status"]) == ("POST", "/jobs/testGreet", 202)
+    assert access["duration_ms"] > 0
     assert '"POST /jobs/testGreet HTTP/1.1" 202' in access["message"]
-    assert access["message"].endswith(" trace-42")
-    assert any(line["logger"] == "gunicorn.error" for line in lines())  # "Booting worker"
+    (queued,) = [line for line in trace if line["message"] == "queued"]
+    assert queued["job_id"] == job_id
+    # Every worker line about the job, Huey's own included, names it.
+    worker_lines = [line for line in lines("worker-a") if line["request_id"] == "trace-42"]
+    messages = [line["message"] for line in worker_lines]
+    assert any(message.startswith("Executing") for message in messages), messages
+    assert any(message.startswith("processing Ana") for message in messages), messages
+    for line in worker_lines:
+        assert (line["job_name"], line["job_id"], line["attempt"]) == ("testGreet", job_id, 1)
+    # gunicorn's own lines are JSON too, and the first line of the app names its queue.
+    assert any(line["logger"] == "gunicorn.error" for line in lines("web"))
+    assert any(line.get("queue") == stack.env["FLASK_QUEUE_NAME"] for line in lines("web"))

@@ -485,7 +485,8 @@ def test_the_kit_worker_reads_dotenv_like_flask_run(tmp_path):
         pytest.skip("python-dotenv is not installed")
     queue = tmp_path / "from-dotenv.sqlite3"
     (tmp_path / ".env").write_text(f"FLASK_SQLITE_PATH={json.dumps(str(queue))}\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLASK_SQLITE_PATH")}
+    unset = ("REDIS_URL", "FLASK_SQLITE_PATH", "FLASK_SKIP_DOTENV")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["PYTHONPATH"] = KIT_PYTHONPATH
     subprocess.run(
         [sys.executable, "-m", f"{PACKAGE}.worker", "--help"],

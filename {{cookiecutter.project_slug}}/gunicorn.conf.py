@@ -7,12 +7,28 @@ Environment variables:
 * ``WEB_CONCURRENCY``: upper bound on the number of worker processes; the
   default is ``2 * CPUs + 1``.
 * ``GUNICORN_LOG_LEVEL``: gunicorn's own log level (default ``info``).
-* ``FLASK_LOG_FORMAT=json``: gunicorn's lines (access log included) are JSON
-  objects like the app's (see ``{{ cookiecutter.project_slug }}/kit/logs.py``).
+* ``FLASK_LOG_FORMAT``: gunicorn's lines (access log included) have the app's
+  layout, ``text`` or ``json`` (see ``{{ cookiecutter.project_slug }}/kit/logs.py``); in JSON, an
+  access line has ``request_id``, ``method``, ``path``, ``status`` and
+  ``duration_ms`` fields.
+
+Each may be set in ``.env`` too, which is read here first, as the app reads
+it: the real environment wins over the file.
 """
 
 import multiprocessing
 import os
+
+from dotenv import find_dotenv, load_dotenv
+from flask.helpers import get_load_dotenv
+
+# .env, read as the app reads it ({{ cookiecutter.project_slug }}/kit/environment.py): from the
+# working directory or a parent, never over a variable already set, not with
+# FLASK_SKIP_DOTENV=1. Done here rather than by importing the app's package,
+# which gunicorn makes importable from the working directory only after
+# reading this file.
+if get_load_dotenv() and (_dotenv := find_dotenv(".env", usecwd=True)):
+    load_dotenv(_dotenv, override=False, encoding="utf-8")
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -56,28 +72,34 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # job's log lines carry too.
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" %({x-request-id}o)s'
 
-if os.environ.get("FLASK_LOG_FORMAT", "").strip().strip('"') == "json":
-    # One JSON object per line from every logger, through the app's
-    # formatter; the app then finds the root logger configured and keeps it.
-    _app_level = os.environ.get("FLASK_LOG_LEVEL", "INFO").strip('"')
-    _json = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}
-    logconfig_dict = {
-        "formatters": {"json": {"()": "{{ cookiecutter.project_slug }}.kit.JSONFormatter"}},
-        "filters": {"context": {"()": "{{ cookiecutter.project_slug }}.kit.JobContextFilter"}},
-        "handlers": {
-            "stdout": dict(_json, stream="ext://sys.stdout"),
-            "stderr": dict(_json, stream="ext://sys.stderr"),
+# Every logger through the app's formatter (text or JSON) and job context, so
+# gunicorn's lines look like the app's and the worker's; the app then finds
+# the root logger configured and keeps it.
+_format = os.environ.get("FLASK_LOG_FORMAT", "text").strip().strip('"')
+_app_level = os.environ.get("FLASK_LOG_LEVEL", "INFO").strip('"')
+_formatter = "JSONFormatter" if _format == "json" else "TextFormatter"
+_handler = {"class": "logging.StreamHandler", "formatter": "app", "filters": ["context"]}
+logconfig_dict = {
+    "formatters": {"app": {"()": f"{{ cookiecutter.project_slug }}.kit.{_formatter}"}},
+    "filters": {
+        "context": {"()": "{{ cookiecutter.project_slug }}.kit.JobContextFilter"},
+        "access": {"()": "{{ cookiecutter.project_slug }}.kit.AccessLogFields"},
+    },
+    "handlers": {
+        # The access line's fields are set before the context filter runs.
+        "stdout": dict(_handler, stream="ext://sys.stdout", filters=["access", "context"]),
+        "stderr": dict(_handler, stream="ext://sys.stderr"),
+    },
+    "root": {"level": _app_level, "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {
+            "level": loglevel.upper(),
+            "handlers": ["stderr"],
+            "propagate": False,
         },
-        "root": {"level": _app_level, "handlers": ["stderr"]},
-        "loggers": {
-            "gunicorn.error": {
-                "level": loglevel.upper(),
-                "handlers": ["stderr"],
-                "propagate": False,
-            },
-            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-        },
-    }
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
+}
 
 # Heartbeat files in memory rather than on a possibly slow container disk.
 if os.path.isdir("/dev/shm"):

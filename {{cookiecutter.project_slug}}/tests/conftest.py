@@ -29,6 +29,9 @@ from helpers import API_KEYS, ApiKeyClient, wait_until
 from {{ cookiecutter.project_slug }} import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# create_app reads .env; the tests' settings are the ones written here,
+# whatever your .env says (its REDIS_URL would otherwise reach the tests).
+os.environ.setdefault("FLASK_SKIP_DOTENV", "1")
 
 
 def make_app(settings: dict) -> Flask:

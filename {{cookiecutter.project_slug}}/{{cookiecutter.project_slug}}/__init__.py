@@ -5,13 +5,12 @@ your jobs (``jobs/``) and your own views (``views.py``). The job machinery
 is the ``kit`` subpackage, a Flask extension you use but do not edit.
 """
 
-import os
 from typing import Any
 
 from flask import Flask
 
 from . import config, views
-from .kit import JobKit
+from .kit import JobKit, load_environment
 
 # Flask's extension pattern: one JobKit, bound to each app in the factory.
 jobkit = JobKit()
@@ -21,9 +20,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the Flask app: your config, then the environment, then ``test_config``."""
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config)
-    app.config.from_prefixed_env()
-    if os.environ.get("REDIS_URL"):
-        app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    # .env (as `flask run` reads it), then the environment, which wins:
+    # FLASK_<NAME> and REDIS_URL. Every process builds its app here, so web,
+    # worker and `flask` commands all read the same settings.
+    load_environment(app)
     if test_config is not None:
         app.config.update(test_config)
 

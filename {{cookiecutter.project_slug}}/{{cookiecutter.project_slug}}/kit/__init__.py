@@ -15,14 +15,18 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
 * ``report`` and ``check_cancelled`` are for long jobs: progress, and a stop
   requested from the monitor (``JobCancelled``).
 * ``PermanentError`` fails a job at once, with no retry.
-* ``JSONFormatter`` and ``JobContextFilter`` are for logging configs outside
-  the app, like ``gunicorn.conf.py``.
+* ``JSONFormatter``, ``TextFormatter``, ``JobContextFilter`` and
+  ``AccessLogFields`` are for logging configs outside the app, like
+  ``gunicorn.conf.py``.
+* ``load_environment`` reads ``.env`` and the environment into the app's
+  config, the same way in every process (``read_dotenv``: ``.env`` alone).
 """
 
+from .environment import load_environment, read_dotenv
 from .extension import JobKit
 from .idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from .jobs_api import status_url
-from .logs import JobContextFilter, JSONFormatter
+from .logs import AccessLogFields, JobContextFilter, JSONFormatter, TextFormatter
 from .progress import JobCancelled, check_cancelled, report
 from .queue import (
     AlreadyRetried,
@@ -40,6 +44,7 @@ from .schedules import cron
 from .worker import load_worker_app, run_worker
 
 __all__ = [
+    "AccessLogFields",
     "AlreadyRetried",
     "Dispatched",
     "IdempotencyKeyReused",
@@ -51,6 +56,7 @@ __all__ = [
     "JobKit",
     "PermanentError",
     "QueueUnavailable",
+    "TextFormatter",
     "UnknownJob",
     "all_jobs",
     "check_cancelled",
@@ -59,9 +65,11 @@ __all__ = [
     "enqueue",
     "get_job",
     "job",
+    "load_environment",
     "load_worker_app",
     "periodic_job",
     "queue_overview",
+    "read_dotenv",
     "record_event",
     "report",
     "run_worker",

@@ -14,6 +14,12 @@
   a second time stops at once (jobs still go back on the queue). Plain
   ``huey_consumer`` treats SIGTERM, which Docker, systemd and Kubernetes
   send, as "stop now" unless given ``-g TERM``.
+
+Where process workers cannot run (Windows: no ``fork()``, no SIGUSR1 nor
+SIGALRM), it runs thread workers instead, with a warning that job timeouts
+are not enforced. A worker process stops when its consumer dies: on Linux
+the kernel kills it (``PR_SET_PDEATHSIG``); elsewhere (macOS) a thread in it
+notices that its parent changed.
 """
 
 import contextlib
@@ -22,10 +28,12 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from huey.constants import WORKER_THREAD
+from huey.constants import WORKER_PROCESS, WORKER_THREAD
 from huey.exceptions import TaskTimeout
 
 from .huey_seam import (
@@ -35,13 +43,17 @@ from .huey_seam import (
     consumer_option_parser,
     consumer_options,
 )
+from .portability import PROCESS_WORKERS
 
 log = logging.getLogger(__name__)
 
 # Sent by the consumer to its worker processes when the grace period is
 # over: a job still running gets KeyboardInterrupt and goes back on the queue.
-INTERRUPT_SIGNAL = signal.SIGUSR1
+# None where the signal does not exist (Windows: no process workers there).
+INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Without PR_SET_PDEATHSIG, how often a worker process looks for its parent.
+PARENT_CHECK_SECONDS = 0.5
 
 
 class GracefulProcessEnvironment(KitProcessEnvironment):
@@ -49,8 +61,8 @@ class GracefulProcessEnvironment(KitProcessEnvironment):
 
     A terminal's Ctrl-C and systemd's stop reach every process of the group;
     only the consumer decides what they mean, and tells its workers. A worker
-    whose consumer dies (SIGKILL) dies with it, on Linux, rather than run on
-    as an orphan that no stop signal reaches; its jobs are recovered.
+    whose consumer dies (SIGKILL) dies with it rather than run on as an
+    orphan that no stop signal reaches; its jobs are recovered.
     """
 
     def __init__(self) -> None:
@@ -90,16 +102,34 @@ class GracefulProcessEnvironment(KitProcessEnvironment):
 
 
 def _die_with(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies."""
+    """End this process when its parent, the consumer, dies."""
+    if not _kill_me_with_my_parent():
+        # No PR_SET_PDEATHSIG (macOS, BSDs): an orphan is handed to another
+        # parent (init, launchd), so a change of os.getppid() means it died.
+        watch = threading.Thread(target=_watch_parent, args=(parent,), daemon=True)
+        watch.name = "parent-watch"
+        watch.start()
+    elif os.getppid() != parent:  # it died before the request was made
+        os._exit(1)
+
+
+def _kill_me_with_my_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False elsewhere."""
     if not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
     except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request was made
-        os._exit(1)
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    log.warning("the consumer (pid %s) is gone: this worker process stops", parent)
+    # At once, as SIGKILL would: the job it was running is recovered (leases).
+    os._exit(1)
 
 
 class GracefulConsumer(KitConsumer):
@@ -136,10 +166,22 @@ def main(huey: KitHuey, config: Mapping[str, Any], argv: Sequence[str] | None = 
     options, args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args:
         parser.error("no positional arguments: the worker runs this app's jobs")
+    values = {k: v for k, v in vars(options).items() if v is not None}
+    if values.get("worker_type") == WORKER_PROCESS and not PROCESS_WORKERS:
+        # huey_consumer refuses process workers on Windows; the kit's
+        # default is process workers, so it falls back to threads and says so.
+        log.warning(
+            "process workers need fork() and POSIX signals, which %s lacks: running "
+            "%s thread workers instead. Job timeouts are NOT enforced: a job that "
+            "runs past its timeout is not stopped",
+            sys.platform,
+            values.get("workers", 1),
+        )
+        values["worker_type"] = WORKER_THREAD
     # Checked, and the same log lines as huey_consumer's (see
     # logs.configure_consumer_logging).
-    checked = consumer_options({k: v for k, v in vars(options).items() if v is not None})
-    if checked.worker_type == WORKER_THREAD:
+    checked = consumer_options(values)
+    if checked.worker_type == WORKER_THREAD and PROCESS_WORKERS:
         log.warning(
             "thread workers cannot stop a job that runs past its timeout; "
             "use --worker-type process to enforce job timeouts"

@@ -7,12 +7,16 @@ of it lives in ``app.extensions["jobkit"]`` (see ``state.py``).
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 from huey import Huey
 
 from . import cli, front, health, jobs_api, metrics, monitor, openapi, queue, settings
 from .logs import configure_logging, init_request_ids
 from .state import kit_state
+
+log = logging.getLogger(__name__)
 
 
 class JobKit:
@@ -43,6 +47,11 @@ class JobKit:
         configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
         init_request_ids(app)
         queue.init_app(app)
+        # Each process's first line says which queue it uses: a web app and a
+        # worker that read different settings show it at once.
+        name = app.config["QUEUE_NAME"]
+        location = queue.queue_location(app.config, app.instance_path)
+        log.info("queue %s on %s", name, location, extra={"queue": name, "backend": location})
 
         app.register_blueprint(jobs_api.bp)
         app.register_blueprint(health.bp)

@@ -9,6 +9,7 @@ Nothing here touches Huey's internals; ``huey_seam`` does that.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,3 +85,6 @@ class Hooks:
     gate: DequeueGate | None = None  # controls: pauses
     periodic_claim: PeriodicClaim | None = None  # controls: one scheduler per periodic run
     consumer_listeners: list[Callable[[ConsumerStart], None]] = field(default_factory=list)
+    # logs: the context (job name, id, attempt, request id) of a job's whole
+    # run, so that Huey's own lines about it carry the job's fields too.
+    job_context: Callable[[Task], contextlib.AbstractContextManager[None]] | None = None

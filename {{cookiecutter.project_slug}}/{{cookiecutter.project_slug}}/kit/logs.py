@@ -6,7 +6,10 @@ one run can be found with a single grep, even with many workers.
 Two formats, chosen with ``LOG_FORMAT`` (``FLASK_LOG_FORMAT`` in the
 environment):
 
-* ``text`` (the default): ``time LEVEL logger [jobModelo:<id>] message``.
+* ``text`` (the default): ``time LEVEL pid logger [jobModelo:<id>] message``,
+  the same layout in the web app, gunicorn and the worker. Control
+  characters in a message (line breaks, ANSI escapes) are written escaped,
+  so a payload value cannot forge a line; a traceback's lines are indented.
 * ``json``: one JSON object per line, for log collectors::
 
     {"timestamp": "2026-01-31T12:00:00.123Z", "level": "INFO",
@@ -18,7 +21,9 @@ Request ids: every HTTP request gets one, taken from its ``X-Request-ID``
 header when that is a sane value (a proxy or the client made it) or freshly
 generated, and sent back in the response's ``X-Request-ID``. A job queued
 while handling the request carries the id with it, so the worker's log lines
-for that job name the request that asked for it.
+for that job name the request that asked for it. The dispatch itself writes
+one "queued" line with both ids, and gunicorn's access lines (``gunicorn.conf.py``)
+carry the request id, method, path, status and duration as fields.
 """
 
 import contextlib
@@ -28,8 +33,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -54,8 +60,17 @@ current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_request_id", default=None
 )
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [%(job)s] %(message)s"
+FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s [%(job)s] %(message)s"
 FORMATS = ("text", "json")
+
+# Record attributes that JSON lines carry as fields when a record has them:
+# gunicorn's access lines (AccessLogFields) and the queue's first line.
+EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "queue", "backend")
+
+# What a text line must not carry raw: C0 and C1 control characters (line
+# breaks, ESC of ANSI sequences, NUL), DEL and Unicode's line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
@@ -74,12 +89,42 @@ class JobContextFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        info = current_job_info.get()
-        record.job = current_job.get() or "-"
-        record.job_name = info.name if info else None
-        record.job_id = info.id if info else None
-        record.attempt = info.attempt if info else None
-        record.request_id = get_request_id()
+        # Fields the record already has (an access line's request id, a
+        # "queued" line's job) are kept: they were known where it was made.
+        if not hasattr(record, "job_id"):
+            info = current_job_info.get()
+            record.job = current_job.get() or "-"
+            record.job_name = info.name if info else None
+            record.job_id = info.id if info else None
+            record.attempt = info.attempt if info else None
+        if getattr(record, "request_id", None) is None:
+            record.request_id = get_request_id()
+        return True
+
+
+class AccessLogFields(logging.Filter):
+    """Give gunicorn's access lines their request's fields.
+
+    Gunicorn writes each line after the response, outside the request, with
+    its "atoms" (status, path, duration...) as the record's arguments; they
+    become fields of the JSON line, and the app's X-Request-ID response
+    header its ``request_id``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args
+        if not isinstance(atoms, Mapping):
+            return True
+        # "-": gunicorn's word for a missing header (a response the app did not make).
+        request_id = atoms.get("{x-request-id}o", "-")
+        sane = request_id != "-" and _REQUEST_ID.fullmatch(request_id)
+        record.request_id = request_id if sane else None
+        record.method = atoms.get("m")
+        record.path = atoms.get("U")
+        with contextlib.suppress(TypeError, ValueError):
+            record.status = int(atoms.get("s"))
+        with contextlib.suppress(TypeError, ValueError):
+            record.duration_ms = round(int(atoms.get("D")) / 1000, 3)  # D is in µs
         return True
 
 
@@ -99,6 +144,9 @@ class JSONFormatter(logging.Formatter):
         entry["job_id"] = getattr(record, "job_id", info.id if info else None)
         entry["attempt"] = getattr(record, "attempt", info.attempt if info else None)
         entry["request_id"] = getattr(record, "request_id", get_request_id())
+        for name in EXTRA_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -124,10 +172,57 @@ def job_log_context(
         current_job.reset(tokens[0])
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record, ``FORMAT``; nothing in it can start another line.
+
+    The message is escaped (a line break becomes ``\\n``, ESC ``\\x1b``), so a
+    payload value cannot forge a log line nor colour a terminal. A traceback
+    keeps its lines, each escaped and indented: a line that does not start
+    with a space always starts a record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # logging keeps the first handler's traceback text on the record;
+        # this format's own (indented, escaped) is made afresh.
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_control(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _indent(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indent(stack_info)
+
+
+def escape_control(text: str) -> str:
+    """``text`` with every control character written as an escape."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + escape_control(line) for line in text.splitlines())
+
+
 def make_formatter(fmt: str) -> logging.Formatter:
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    return JSONFormatter() if fmt == "json" else logging.Formatter(FORMAT)
+    return JSONFormatter() if fmt == "json" else TextFormatter()
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -147,18 +242,14 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
 
 
-def configure_consumer_logging(fmt: str) -> None:
-    """Decide where ``huey_consumer``'s own log lines go.
+def configure_consumer_logging() -> None:
+    """Send ``huey_consumer``'s own log lines through the app's handler.
 
-    Text: huey_consumer gives the "huey" logger a handler of its own (with
-    the worker's pid or thread); it stops there, or each line would also
-    reach ours and be printed twice. JSON: huey_consumer only sets the level
-    it was asked for (``-q``, ``-v``), and its lines go through the app's
-    JSON handler like every other line.
+    huey_consumer would give the "huey" logger a handler and a layout of its
+    own; instead it only sets the level it was asked for (``-q``, ``-v``),
+    and its lines ("Executing ...", tracebacks) get the app's format and the
+    job's fields like every other line, in text and JSON alike.
     """
-    if fmt != "json":
-        logging.getLogger("huey").propagate = False
-        return
     from .huey_seam import consumer_logs_level_only
 
     consumer_logs_level_only()

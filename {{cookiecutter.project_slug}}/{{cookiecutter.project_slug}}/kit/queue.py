@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+import urllib.parse
 import uuid
 from typing import Any, NamedTuple
 
@@ -79,11 +80,49 @@ def create_huey(config: dict[str, Any], instance_path: str) -> KitHuey:
             lambda start: redis_pool.use_socket_timeout(pool, worker_timeout)
         )
     else:
-        path = config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")
+        path = sqlite_path(config, instance_path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         huey = KitHuey(name, "sqlite", filename=path, **options)
     huey.immediate = bool(config.get("QUEUE_IMMEDIATE"))
     return huey
+
+
+def sqlite_path(config: dict[str, Any], instance_path: str) -> str:
+    """The SQLite queue's file: ``SQLITE_PATH``, or ``queue.sqlite3`` in the instance folder."""
+    return config.get("SQLITE_PATH") or os.path.join(instance_path, "queue.sqlite3")
+
+
+def queue_location(config: dict[str, Any], instance_path: str) -> str:
+    """Where the queue lives, for people: never a password or a user name.
+
+    ``redis://host:6379/0`` (scheme, host, port and database), the SQLite
+    file's path, or "memory" in immediate mode.
+    """
+    if config.get("QUEUE_IMMEDIATE"):
+        return "memory (immediate mode)"
+    url = config.get("REDIS_URL")
+    if config.get("REDIS_SENTINELS"):
+        # The master is whichever one the sentinels name: say whom they are asked.
+        sentinels = ",".join(
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            for host, port in sentinel.parse_sentinels(config["REDIS_SENTINELS"])
+        )
+        db = urllib.parse.urlsplit(url).path.strip("/") if url else ""
+        return f"redis+sentinel://{sentinels}/{config['REDIS_SENTINEL_MASTER']}/{db or '0'}"
+    if not url:
+        return "sqlite:///" + os.path.abspath(sqlite_path(config, instance_path)).lstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}?db={query.get('db', '0')}"
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # redis-py would have refused it already; say nothing more
+        port = ""
+    db = parts.path.strip("/") or query.get("db", "0")
+    return f"{parts.scheme}://{host}{port}/{db}"
 
 
 def init_app(app: Flask) -> Huey:
@@ -95,6 +134,8 @@ def init_app(app: Flask) -> Huey:
     huey.signal()(history.on_signal)
     # The heartbeat reports the worker type and count the consumer runs.
     huey.hooks.consumer_listeners.append(history.consumer_started)
+    # Huey's own lines about a job ("Executing ...", a traceback) carry its fields.
+    huey.hooks.job_context = _job_context
     found = registry.discover(app.config["JOBS_PACKAGE"], app.config["JOB_MODULES"])
     wrappers = {job.name: _register(huey, app, job) for job in found.values()}
     # Every job a worker takes is leased until its run is over, so a worker
@@ -117,6 +158,14 @@ def init_app(app: Flask) -> Huey:
         leases=manager,
     )
     return huey
+
+
+def _job_context(task: Task) -> contextlib.AbstractContextManager[None]:
+    """The log context of a job a worker is about to run, from its message."""
+    job = registry.get(task.name)
+    meta = (task.kwargs or {}).get("meta") or {}
+    attempt = None if job is None else job.retries - task.retries + 1
+    return job_log_context(task.name, task.id, attempt, meta.get("request_id"))
 
 
 def _register(huey: Huey, app: Flask, job: registry.Job) -> TaskWrapper:
@@ -256,6 +305,9 @@ def dispatch(
         raise QueueUnavailable(str(exc)) from exc
     if kit.metrics is not None:
         kit.metrics.count("enqueued", name)
+    # One line links the request (its id) to the job it queued (the job's id).
+    with job_log_context(name, task.id, request_id=meta["request_id"]):
+        log.info("queued%s", f" (a retry of {retry_of})" if retry_of else "")
     return Dispatched(task.id, created=True)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import sentinel
+from ..portability import after_fork_in_child
 
 # Every status a record can have. A job is in exactly one at a time, and each
 # status has its own time-sorted index, so listing any of them is O(page).
@@ -202,7 +203,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-os.register_at_fork(after_in_child=worker_id.cache_clear)
+after_fork_in_child(worker_id.cache_clear)
 
 
 # Built once: json.dumps() with options builds a new encoder on every call.

@@ -207,6 +207,13 @@ class KitHuey(Huey):
         return gate.admit(task)
 
     def execute(self, task: Task, timestamp: datetime.datetime | None = None) -> Any:
+        # Huey's lines about the run ("Executing", "executed in", a
+        # traceback) are written inside the job's log context.
+        job_context = self.hooks.job_context
+        with contextlib.nullcontext() if job_context is None else job_context(task):
+            return self._execute_leased(task, timestamp)
+
+    def _execute_leased(self, task: Task, timestamp: datetime.datetime | None) -> Any:
         _running.task = task
         over = False
         try:

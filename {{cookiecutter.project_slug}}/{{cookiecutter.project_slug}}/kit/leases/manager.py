@@ -33,6 +33,7 @@ from huey.api import Huey, Task
 
 from .. import run_state
 from ..huey_hooks import ConsumerStart
+from ..portability import after_fork_in_child
 from .ahead import PREFETCH_HOLD, TakenAhead
 from .model import Lease, LeaseSettings, Outage, Recovery, RecoveryListener
 from .reaper import Reaper
@@ -80,7 +81,7 @@ class LeaseManager:
         # A forked worker process starts with state of its own; a weak
         # reference, so that apps built and dropped (tests) can go.
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (manager := ref()) and manager._reset())
+        after_fork_in_child(lambda: (manager := ref()) and manager._reset())
 
     def _reset(self) -> None:
         """Per-process state: a forked worker starts afresh."""

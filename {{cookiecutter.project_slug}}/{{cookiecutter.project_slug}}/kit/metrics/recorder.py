@@ -24,6 +24,7 @@ from huey.api import Task
 
 from .. import run_state
 from ..backends import BACKEND_ERRORS
+from ..portability import after_fork_in_child
 from .stores import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -190,5 +191,5 @@ def _flush_all_at_exit() -> None:
             recorder.flush()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+after_fork_in_child(_after_fork_in_child)
 atexit.register(_flush_all_at_exit)
