@@ -5,8 +5,11 @@ Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
 again within its window answers 200 with the id of the job already there,
 and so does a request sent again with its ``Idempotency-Key`` (idempotency.py).
 Every request is checked against the API keys first (``api_keys.py``).
+``?delay=<seconds>`` or ``?at=<ISO 8601 time with offset>`` schedules the job
+instead (``delays.py``): 202 with ``"status": "scheduled"`` and its ``eta``.
 """
 
+import datetime
 import json
 from typing import Any
 
@@ -14,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api_http, api_keys, idempotency, registry
+from . import api_http, api_keys, delays, idempotency, registry
 from .backends import BACKEND_ERRORS
 from .queue import QueueUnavailable
 from .queue import dispatch as dispatch_job
@@ -65,9 +68,17 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
+        delay, at = when(request.args)
         dispatched = dispatch_job(
-            name, payload, idempotency_key=idempotency_key, api_key_name=api_keys.key_name()
+            name,
+            payload,
+            idempotency_key=idempotency_key,
+            api_key_name=api_keys.key_name(),
+            delay=delay,
+            eta=at,
         )
+    except delays.BadSchedule as exc:
+        return error(422, "invalid_schedule", exc.message, fields={exc.field: [exc.message]})
     except ValidationError as exc:
         return error(
             422,
@@ -85,6 +96,9 @@ def dispatch(name: str) -> tuple[Response, int]:
         return response, status
     url = status_url(dispatched.id)
     body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": url}
+    if dispatched.eta is not None:
+        eta = datetime.datetime.fromtimestamp(dispatched.eta, datetime.UTC)
+        body.update(status="scheduled", eta=eta.isoformat(timespec="milliseconds"))
     code = 202
     if not dispatched.created:
         # A unique job already dispatched within its window: that job.
@@ -100,6 +114,15 @@ def dispatch(name: str) -> tuple[Response, int]:
     # all), which costs about as much as the rest of the headers.
     response.headers["Location"] = "/" + url.split("/", 3)[3]
     return response, code
+
+
+def when(args: Any) -> tuple[float | None, datetime.datetime | None]:
+    """The ``delay`` and ``at`` query parameters, parsed; BadSchedule if malformed."""
+    delay, at = args.get("delay"), args.get("at")
+    return (
+        None if delay is None else delays.parse_delay(delay),
+        None if at is None else delays.parse_at(at),
+    )
 
 
 @bp.get("/<job_id>")
@@ -139,6 +162,7 @@ def describe(job: registry.Job) -> dict[str, Any]:
         "retries": job.retries,
         "timeout": job.timeout,
         "unique_for": job.unique_for or None,
+        "queue": job.queue,
         "schedule": describe_schedule(job.schedule),
     }
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from .delays import DelayLimits
+
 if TYPE_CHECKING:
     from huey import Huey
     from huey.api import TaskWrapper
@@ -53,6 +55,8 @@ class KitState:
     login_throttle: LoginThrottle | None = None
     # The jobs API's keys (api_keys.py), read when its blueprint is registered.
     api_keys: tuple[ApiKey, ...] = ()
+    # How far ahead a job may be scheduled (delays.py).
+    delay_limits: DelayLimits = field(default_factory=DelayLimits)
 
 
 def kit_state(app: Flask | None = None) -> KitState:

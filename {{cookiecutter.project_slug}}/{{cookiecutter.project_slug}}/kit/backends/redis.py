@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
+from typing import Any
+
 from ..controls.model import LogLimits
 from ..controls.redis_store import RedisControlStore
 from ..history.model import Settings as HistorySettings
@@ -38,6 +42,15 @@ class RedisBackend:
 
     def leases(self) -> RedisLeases:
         return RedisLeases(self.queue)
+
+    def schedule_write(self, message: bytes, eta: datetime.datetime) -> Callable[[Any], None]:
+        """What puts ``message`` on Huey's schedule inside a history write (delays.py).
+
+        ``eta`` is Huey's (naive, UTC); the score is the one Huey's own
+        ``add_to_schedule`` would give it.
+        """
+        key, score = self.queue.schedule_key, self.queue.schedule_score(eta)
+        return lambda commands: commands.append(("ZADD", key, score, message))
 
     def check_writable(self) -> None:
         """Nothing beyond the readiness ping: /readyz stays one round trip on Redis.

@@ -7,7 +7,10 @@ and unique claims live in this process, and there are no leases.
 
 from __future__ import annotations
 
+import datetime
+import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..controls.model import LogLimits
@@ -60,6 +63,13 @@ class SqliteBackend:
 
     def leases(self) -> SqliteLeases | None:
         return None if self.tasks is None else SqliteLeases(self.tasks)
+
+    def schedule_write(self, message: bytes, eta: datetime.datetime) -> Callable[[Any], None]:
+        """What puts ``message`` on Huey's schedule inside a history write (delays.py)."""
+        tasks = self.tasks
+        if tasks is None:  # immediate mode runs every job at once
+            raise sqlite3.OperationalError("no schedule in immediate mode")
+        return lambda cursor: tasks.add_to_schedule(cursor, message, eta)
 
     def check_writable(self) -> None:
         """Commit one small write: reading the queue is not enough to be ready.

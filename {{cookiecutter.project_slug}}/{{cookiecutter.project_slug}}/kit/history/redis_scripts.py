@@ -17,8 +17,14 @@ import redis
 # of words followed by the words. If any change's ``only_from`` does not
 # match, none of the changes is written and the script returns 0; the
 # commands run either way, and an error in one of them fails nothing else.
+# With KEYS[1] (an idempotency key that guards the write, set by one of the
+# commands), a key that is held already is returned, and nothing is written.
 APPLY_LUA = r"""
 local P = ARGV[1]
+if KEYS[1] then
+  local held = redis.call('GET', KEYS[1])
+  if held then return held end
+end
 local changes = cjson.decode(ARGV[2])
 
 local function run_commands()

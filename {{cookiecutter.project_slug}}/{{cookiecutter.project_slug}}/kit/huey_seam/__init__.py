@@ -49,10 +49,12 @@ from huey.storage import RedisStorage, SqliteStorage
 from huey.utils import SKIPPED as SKIPPED
 from huey.utils import Error as Error
 
-from .. import run_state
+from .. import queues, run_state
 from ..huey_hooks import ConsumerStart, Hooks
+from ..queues import Selection
 from .storage import (
     DueMove,
+    KitRedisStorage,
     KitSqliteStorage,
     RedisQueue,
     SqliteQueue,
@@ -133,6 +135,8 @@ USES: tuple[Use, ...] = (
     Use(RedisStorage, "result_key", ATTRIBUTE, "hash key (str)", "revoke flags live there"),
     Use(RedisStorage, "blocking", ATTRIBUTE, "bool", "a blocking take waits like BRPOP"),
     Use(RedisStorage, "read_timeout", ATTRIBUTE, "seconds", "a blocking take waits like BRPOP"),
+    Use(RedisStorage, "enqueue", OVERRIDE, "self, data, priority", "to the message's queue"),
+    Use(SqliteStorage, "enqueue", OVERRIDE, "self, data, priority", "to the message's queue"),
     Use(SqliteStorage, "db", OVERRIDE, "self, commit, close", "one transaction; reopen if stuck"),
     Use(SqliteStorage, "close", CALL, "self", "drop a connection an error stuck to"),
     Use(SqliteStorage, "sql", CALL, "self, query, params, commit, results", "one statement"),
@@ -158,7 +162,7 @@ TYPE_REVOKE_PREFIX = "rt:"
 _running = threading.local()
 
 
-STORAGE = {"redis": RedisStorage, "sqlite": KitSqliteStorage}
+STORAGE = {"redis": KitRedisStorage, "sqlite": KitSqliteStorage}
 
 # Due messages moved per step (one script call, or one transaction).
 MOVE_BATCH = 500
@@ -175,6 +179,8 @@ class KitHuey(Huey):
         # stores use is decided once, from the storage, by backends/.
         super().__init__(name, storage_class=STORAGE[backend], **options)
         self.hooks = Hooks()
+        # The named queues this process's workers take from (kit/queues.py).
+        self.queues = Selection()
         self._schedule: RedisQueue | SqliteQueue | None = None
 
     def create_consumer(self, **options: Any) -> Consumer:
@@ -277,13 +283,22 @@ class KitHuey(Huey):
         delivery = self.hooks.delivery
         if delivery is None:
             return super().read_schedule(timestamp)
+        if self.hooks.schedule_tick is not None:
+            self.hooks.schedule_tick()
+        self.move_due_quietly(timestamp)
+        return []
+
+    def move_due_quietly(self, timestamp: datetime.datetime | None = None) -> None:
+        """``move_due`` now; an outage goes to the delivery's outage log."""
+        delivery = self.hooks.delivery
+        if delivery is None:
+            return
         try:
             self.move_due(timestamp or self._get_timestamp())
         except delivery.errors as exc:
             delivery.outage.failed(exc)
-            return []
+            return
         delivery.outage.ok()
-        return []
 
     def move_due(self, now: datetime.datetime) -> int:
         """Move the jobs due by ``now`` from the schedule to the queue; how many moved.
@@ -327,7 +342,7 @@ class KitHuey(Huey):
             message = self.serialize_task(task)
         run_state.of(task).from_schedule = True
         self._emit(S.SIGNAL_ENQUEUED, task)
-        return DueMove(ref, raw, message, task.priority or 0)
+        return DueMove(ref, raw, message, task.priority or 0, queues.of_task(task))
 
     def read_periodic(self, timestamp: datetime.datetime | None) -> list[Task]:
         timestamp = timestamp or self._get_timestamp()

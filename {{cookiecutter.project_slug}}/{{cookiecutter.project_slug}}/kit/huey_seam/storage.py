@@ -21,6 +21,22 @@ from typing import Any
 import redis
 from huey.storage import RedisStorage, SqliteStorage
 
+from ..queues import of_raw as queue_of
+
+
+class KitRedisStorage(RedisStorage):
+    """Huey's Redis storage, whose enqueue goes to the message's named queue.
+
+    Huey enqueues by itself only a retry that waits for nothing (the kit
+    writes every dispatch and every due job itself, see ``history`` and
+    ``KitHuey.move_due``): it goes back to the queue its job came from.
+    """
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        queue = queue_of(data)
+        key = self.queue_key if queue == "default" else f"{self.queue_key}.q.{queue}"
+        self.conn.lpush(key, data)
+
 
 class KitSqliteStorage(SqliteStorage):
     """Huey's SQLite storage, whose one connection is dropped after an error that sticks.
@@ -29,6 +45,16 @@ class KitSqliteStorage(SqliteStorage):
     refuses writes long after the file system is writable again. An I/O error
     may leave stale file handles. The next use opens a fresh connection.
     """
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        """Huey's enqueue, to the message's named queue (see ``KitRedisStorage``)."""
+        queue = queue_of(data)
+        name = self.name if queue == "default" else f"{self.name}.q.{queue}"
+        self.sql(
+            "insert into task (queue, data, priority) values (?, ?, ?)",
+            (name, self.to_blob(data), priority or 0),
+            commit=True,
+        )
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
@@ -50,20 +76,22 @@ class DueMove:
     raw: bytes  # the message as it is on the schedule
     message: bytes  # what to queue: the same bytes, unless its expiry was resolved anew
     priority: float = 0
+    queue: str = "default"  # the named queue it goes to (kit/queues.py)
 
 
 # Move due messages from Huey's schedule (KEYS[1], a sorted set scored by
-# eta) to its queue (KEYS[2]): each message ARGV[i] that is still on the
-# schedule, and due by ARGV[1], leaves it and its replacement ARGV[i + 1] is
-# LPUSHed, as Huey's enqueue does, in the order given. Returns a 1 or a 0
-# per message: moved, or gone (another scheduler moved it first).
+# eta) to their queues: each message ARGV[i] that is still on the schedule,
+# and due by ARGV[1], leaves it and its replacement ARGV[i + 1] is LPUSHed
+# onto the list ARGV[i + 2] (Huey's queue, KEYS[2], or a named queue's), as
+# Huey's enqueue does, in the order given. Returns a 1 or a 0 per message:
+# moved, or gone (another scheduler moved it first).
 _MOVE_DUE_LUA = """
 local due, moved = tonumber(ARGV[1]), {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
     local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
     if score and tonumber(score) <= due then
         redis.call('ZREM', KEYS[1], ARGV[i])
-        redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+        redis.call('LPUSH', ARGV[i + 2], ARGV[i + 1])
         table.insert(moved, 1)
     else
         table.insert(moved, 0)
@@ -104,7 +132,10 @@ class RedisQueue:
             return []
         args: list[Any] = [self.schedule_score(now)]
         for move in moves:
-            args += [move.raw, move.message]
+            queue_key = self.queue_key
+            if move.queue != "default":  # as queues.redis_key names it
+                queue_key = f"{queue_key}.q.{move.queue}"
+            args += [move.raw, move.message, queue_key]
         flags = self._move_due_script(keys=[self.schedule_key, self.queue_key], args=args)
         return [bool(flag) for flag in flags]
 
@@ -146,17 +177,28 @@ class SqliteQueue:
         self.db: Callable[..., contextlib.AbstractContextManager[Any]] = storage.db
         self.sql: Callable[..., Any] = storage.sql
 
-    def has_queued(self) -> bool:
-        """A cheap look that takes no write lock, as Huey's dequeue starts."""
-        query = "select 1 from task where queue = ? limit 1"
-        return bool(self.sql(query, (self.name,), results=True))
+    def queue_name(self, queue: str) -> str:
+        """The ``task.queue`` value of a named queue (``queues.sqlite_name``)."""
+        return self.name if queue == "default" else f"{self.name}.q.{queue}"
 
-    def next_queued(self, curs: Any) -> tuple[int, bytes, float] | None:
+    def has_queued(self, names: Iterable[str] | None = None) -> list[str]:
+        """Which of these ``task.queue`` values have rows (Huey's queue's by default).
+
+        A cheap look that takes no write lock, as Huey's dequeue starts.
+        """
+        names = [self.name] if names is None else list(names)
+        query = " union all ".join(
+            ["select ? where exists (select 1 from task where queue = ?)"] * len(names)
+        )
+        rows = self.sql(query, [v for name in names for v in (name, name)], results=True)
+        return [row[0] for row in rows]
+
+    def next_queued(self, curs: Any, name: str | None = None) -> tuple[int, bytes, float] | None:
         """The row id, message and priority that Huey would dequeue next."""
         curs.execute(
             "select id, data, priority from task where queue = ? "
             "order by priority desc, id limit 1",
-            (self.name,),
+            (name or self.name,),
         )
         row = curs.fetchone()
         return None if row is None else (row[0], bytes(row[1]), row[2])
@@ -164,19 +206,36 @@ class SqliteQueue:
     def take(self, curs: Any, row_id: int) -> None:
         curs.execute("delete from task where id = ?", (row_id,))
 
-    def enqueue(self, curs: Any, raw: bytes, priority: float, front: bool = False) -> None:
-        """The row Huey's enqueue writes; ``front``: first in line at its priority."""
+    def enqueue(
+        self,
+        curs: Any,
+        raw: bytes,
+        priority: float,
+        front: bool = False,
+        queue: str | None = None,
+    ) -> None:
+        """The row Huey's enqueue writes; ``front``: first in line at its priority.
+
+        ``queue``: the named queue; None, the one written in the message.
+        """
         row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
         curs.execute(
             f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
-            (self.name, raw, priority or 0),
+            (self.queue_name(queue or queue_of(raw)), raw, priority or 0),
         )
 
     def enqueue_all(self, curs: Any, messages: Iterable[tuple[bytes, float]]) -> int:
         """Queue messages in order, behind what is queued; returns how many."""
-        rows = [(self.name, raw, priority or 0) for raw, priority in messages]
+        rows = [(self.queue_name(queue_of(raw)), raw, priority or 0) for raw, priority in messages]
         curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
         return len(rows)
+
+    def add_to_schedule(self, curs: Any, raw: bytes, eta: datetime.datetime) -> None:
+        """The row Huey's ``add_to_schedule`` writes, for Huey's eta (naive UTC)."""
+        curs.execute(
+            "insert into schedule (queue, data, timestamp) values (?, ?, ?)",
+            (self.name, raw, eta.timestamp()),
+        )
 
     def delete_flag(self, curs: Any, key: str) -> None:
         """Delete a revoke flag (a row of Huey's key/value table)."""
@@ -184,7 +243,10 @@ class SqliteQueue:
 
     def sizes(self, curs: Any) -> tuple[int, int]:
         """How many messages are queued, and how many scheduled."""
-        curs.execute("select count(*) from task where queue = ?", (self.name,))
+        curs.execute(
+            "select count(*) from task where queue = ? or queue glob ?",
+            (self.name, f"{self.name}.q.*"),
+        )
         queued = curs.fetchone()[0]
         curs.execute("select count(*) from schedule where queue = ?", (self.name,))
         return queued, curs.fetchone()[0]
@@ -212,7 +274,7 @@ class SqliteQueue:
                 )
                 moved.append(curs.rowcount == 1)
                 if moved[-1]:
-                    self.enqueue(curs, move.message, move.priority)
+                    self.enqueue(curs, move.message, move.priority, queue=move.queue)
         return moved
 
 
