@@ -15,7 +15,9 @@ from acme_jobs.kit import delays, queues, registry
 from acme_jobs.kit.queue import enqueue
 from kit_jobs.greet import Pessoa
 from support import wait_for
-from test_reliability import dispatch, kill_worker, start_kit_worker, started
+from test_reliability import dispatch, kill_worker, reliable_stack, start_kit_worker, started
+
+__all__ = ["reliable_stack"]  # the fixture, shared with test_reliability.py
 
 PESSOA = {"nome": "Ana", "idade": 30}
 UTC = datetime.UTC

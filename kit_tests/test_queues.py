@@ -16,6 +16,7 @@ from acme_jobs.kit.leases import LeaseManager
 from acme_jobs.kit.queue import enqueue
 from kit_jobs.greet import Pessoa
 from support import unique_queue_name
+from test_metrics import TOKEN, scrape, value
 
 PESSOA = {"nome": "Ana", "idade": 30}
 WEIGHTS = {"critical": 6, "default": 3, "low": 1}
@@ -207,3 +208,20 @@ def test_a_held_job_of_a_paused_name_resumes_into_its_own_queue(app):
     controls.resume("testLow", "alice")
 
     assert (depth(app, "low"), depth(app, "default")) == (1, 0)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def metrics_app(request, tmp_path):
+    return make_app(request, tmp_path, METRICS_TOKEN=TOKEN)
+
+
+def test_metrics_give_each_named_queues_depth_and_oldest_age(metrics_app):
+    dispatch(metrics_app, "critical", 2)
+    time.sleep(0.2)
+
+    samples = scrape(metrics_app)
+
+    assert value(samples, "jobs_named_queue_depth", queue="critical") == 2
+    assert value(samples, "jobs_named_queue_depth", queue="low") == 0
+    assert 0.2 <= value(samples, "jobs_named_queue_oldest_age_seconds", queue="critical") < 30
+    assert value(samples, "jobs_named_queue_oldest_age_seconds", queue="low") == 0

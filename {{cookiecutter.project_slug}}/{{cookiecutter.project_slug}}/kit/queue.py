@@ -86,6 +86,8 @@ def init_app(app: Flask) -> Huey:
     huey.hooks.consumer_listeners.append(history.consumer_started)
     found = registry.discover(app.config["JOBS_PACKAGE"], app.config["JOB_MODULES"])
     wrappers = {job.name: _register(huey, app, job) for job in found.values()}
+    # The overview's queue depth counts every named queue (kit/queues.py).
+    backend.count_queues(history.store, queues.known_queues(app.config, found.values()))
     # Every job a worker takes is leased until its run is over, so a worker
     # that dies mid-job loses nothing (see leases/).
     settings = leases.LeaseSettings.from_config(app.config)

@@ -18,6 +18,7 @@ queue always goes first. Paused queues are left out of the pick.
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import re
@@ -97,6 +98,26 @@ def of_raw(raw: bytes | str) -> str:
         return of_kwargs(fields[7])
     except (ValueError, TypeError, KeyError, IndexError):
         return DEFAULT
+
+
+def waiting_since(raw: bytes | None) -> float | None:
+    """When a queued message began to wait (Unix time): its dispatch, or its eta.
+
+    None for a message queued by code that bypasses the kit's enqueue.
+    """
+    if raw is None:
+        return None
+    try:
+        fields = json.loads(raw)["fields"]
+        since = fields[7]["meta"]["enqueued_at"]
+        eta = fields[2]
+        if isinstance(eta, dict) and isinstance(eta.get("value"), str):
+            # Huey's eta: a naive datetime in UTC (the serializer's tagged form).
+            at = datetime.datetime.fromisoformat(eta["value"]).replace(tzinfo=datetime.UTC)
+            since = max(since, at.timestamp())
+        return float(since)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
 
 
 def redis_key(base: str, queue: str) -> str:

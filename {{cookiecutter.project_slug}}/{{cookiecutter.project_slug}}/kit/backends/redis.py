@@ -6,11 +6,13 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
+from .. import queues
 from ..controls.model import LogLimits
 from ..controls.redis_store import RedisControlStore
 from ..history.model import Settings as HistorySettings
 from ..history.redis_store import RedisStore
 from ..huey_seam import RedisQueue
+from ..huey_seam.storage import QueueSize
 from ..idempotency import RedisKeys
 from ..leases.redis_store import RedisLeases
 from ..metrics.stores import RedisMetricsStore
@@ -51,6 +53,14 @@ class RedisBackend:
         """
         key, score = self.queue.schedule_key, self.queue.schedule_score(eta)
         return lambda commands: commands.append(("ZADD", key, score, message))
+
+    def queue_sizes(self, names: list[str], scan: int) -> dict[str, QueueSize]:
+        """Depth, next message and scheduled jobs of each named queue (kit/queues.py)."""
+        return self.queue.named_sizes(names, scan)
+
+    def count_queues(self, history: RedisStore, names: list[str]) -> None:
+        """Let the history's overview count every named queue's list in its depth."""
+        history.queue_keys = [queues.redis_key(self.queue.queue_key, name) for name in names]
 
     def check_writable(self) -> None:
         """Nothing beyond the readiness ping: /readyz stays one round trip on Redis.

@@ -87,6 +87,8 @@ class RedisStore:
         self.conn: redis.Redis = queue.conn
         self.prefix = f"huey.history.{queue.name}"
         self.queue_key = queue.queue_key
+        # Every named queue's list, for the overview's depth (backends.count_queues).
+        self.queue_keys = [queue.queue_key]
         self.schedule_key = queue.schedule_key
         self._apply = Script(self.conn, APPLY_LUA)
         self._queue_new = Script(self.conn, QUEUE_NEW_LUA)
@@ -307,7 +309,8 @@ class RedisStore:
         pipe = self.conn.pipeline(transaction=False)
         for status in model.STATUSES:
             pipe.zcard(self._index(status))
-        pipe.llen(self.queue_key)
+        for key in self.queue_keys:
+            pipe.llen(key)
         pipe.zcard(self.schedule_key)
         pipe.zrange(self._index(model.QUEUED), 0, 0, withscores=True)
         for start in minute_starts:
@@ -317,7 +320,9 @@ class RedisStore:
         results = pipe.execute()
         counts = dict(zip(model.STATUSES, results[: len(model.STATUSES)], strict=True))
         rest = results[len(model.STATUSES) :]
-        depth, scheduled, oldest = rest[0], rest[1], rest[2]
+        depth = sum(rest[: len(self.queue_keys)])
+        rest = rest[len(self.queue_keys) - 1 :]
+        scheduled, oldest = rest[1], rest[2]
         per_minute = rest[3 : 3 + minutes]
         per_hour = rest[3 + minutes :]
         return {

@@ -68,6 +68,22 @@ class KitSqliteStorage(SqliteStorage):
             raise
 
 
+@dataclass
+class QueueSize:
+    """One named queue: how many wait, the next to be taken, how many are scheduled."""
+
+    depth: int
+    next_message: bytes | None
+    scheduled: int = 0
+
+
+def _count_scheduled(sizes: dict[str, QueueSize], messages: list[bytes]) -> None:
+    for raw in messages:
+        size = sizes.get(queue_of(raw))
+        if size is not None:
+            size.scheduled += 1
+
+
 @dataclass(frozen=True)
 class DueMove:
     """One due message on the schedule, and what goes on the queue for it."""
@@ -138,6 +154,23 @@ class RedisQueue:
             args += [move.raw, move.message, queue_key]
         flags = self._move_due_script(keys=[self.schedule_key, self.queue_key], args=args)
         return [bool(flag) for flag in flags]
+
+    def named_sizes(self, names: list[str], scan: int) -> dict[str, QueueSize]:
+        """Each named queue's depth and next message, and its jobs on the schedule.
+
+        The schedule holds every queue's jobs: the first ``scan`` are read
+        and counted by queue (``QueueSize.scheduled`` is a lower bound past that).
+        """
+        pipe = self.conn.pipeline(transaction=False)
+        for name in names:
+            key = self.queue_key if name == "default" else f"{self.queue_key}.q.{name}"
+            pipe.llen(key)
+            pipe.lindex(key, -1)  # LPUSH in, pop right: the tail is next
+        pipe.zrange(self.schedule_key, 0, scan - 1)
+        found = pipe.execute()
+        sizes = {name: QueueSize(found[2 * i], found[2 * i + 1]) for i, name in enumerate(names)}
+        _count_scheduled(sizes, found[-1])
+        return sizes
 
     @functools.cached_property
     def _move_due_script(self) -> Any:
@@ -240,6 +273,23 @@ class SqliteQueue:
     def delete_flag(self, curs: Any, key: str) -> None:
         """Delete a revoke flag (a row of Huey's key/value table)."""
         curs.execute("delete from kv where queue = ? and key = ?", (self.name, key))
+
+    def named_sizes(self, names: list[str], scan: int) -> dict[str, QueueSize]:
+        """Each named queue's depth and next message, and its jobs on the schedule."""
+        sizes = {}
+        with self.db() as curs:
+            for name in names:
+                queue = self.queue_name(name)
+                curs.execute("select count(*) from task where queue = ?", (queue,))
+                depth = curs.fetchone()[0]
+                row = self.next_queued(curs, queue) if depth else None
+                sizes[name] = QueueSize(depth, row[1] if row else None)
+            curs.execute(
+                "select data from schedule where queue = ? order by timestamp limit ?",
+                (self.name, scan),
+            )
+            _count_scheduled(sizes, [bytes(row[0]) for row in curs.fetchall()])
+        return sizes
 
     def sizes(self, curs: Any) -> tuple[int, int]:
         """How many messages are queued, and how many scheduled."""
