@@ -205,6 +205,40 @@ def test_post_with_a_bad_delay_or_time_is_a_422_and_queues_nothing(queue_app, qu
     assert sizes(queue_app) == (0, 0)
 
 
+# -- from the CLI ------------------------------------------------------------------
+
+
+def test_flask_jobs_enqueue_with_a_delay_schedules_the_job(queue_app):
+    result = queue_app.test_cli_runner().invoke(
+        args=["jobs", "enqueue", "testGreet", '{"nome": "Ana", "idade": 30}', "--delay", "600"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert record(queue_app, result.output.strip())["status"] == "scheduled"
+
+
+def test_flask_jobs_enqueue_at_a_time_schedules_the_job_then(queue_app):
+    at = datetime.datetime.now(UTC).replace(microsecond=0) + datetime.timedelta(hours=3)
+    args = ["jobs", "enqueue", "testGreet", '{"nome": "Ana", "idade": 30}', "--at", at.isoformat()]
+
+    result = queue_app.test_cli_runner().invoke(args=args)
+
+    assert result.exit_code == 0, result.output
+    assert record(queue_app, result.output.strip())["eta"] == at.timestamp()
+
+
+@pytest.mark.parametrize("option", [["--delay", "-1"], ["--at", "2030-01-01 03:00"]])
+def test_flask_jobs_enqueue_refuses_a_bad_delay_or_time(queue_app, option):
+    args = ["jobs", "enqueue", "testGreet", '{"nome": "Ana", "idade": 30}', *option]
+
+    result = queue_app.test_cli_runner().invoke(args=args)
+
+    assert result.exit_code != 0
+    assert f"{option[0]}:" in result.output
+    assert "Nothing was queued" in result.output
+    assert sizes(queue_app) == (0, 0)
+
+
 # -- real workers ------------------------------------------------------------------
 
 

@@ -225,3 +225,15 @@ def test_metrics_give_each_named_queues_depth_and_oldest_age(metrics_app):
     assert value(samples, "jobs_named_queue_depth", queue="low") == 0
     assert 0.2 <= value(samples, "jobs_named_queue_oldest_age_seconds", queue="critical") < 30
     assert value(samples, "jobs_named_queue_oldest_age_seconds", queue="low") == 0
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def leaseless_app(request, tmp_path):
+    return make_app(request, tmp_path, LEASES_ENABLED=False, STRICT_PRIORITY=True)
+
+
+def test_with_leases_off_hueys_own_take_serves_the_named_queues(leaseless_app):
+    dispatch(leaseless_app, "low")
+    dispatch(leaseless_app, "critical")
+
+    assert drain(leaseless_app) == ["critical", "low"]

@@ -136,6 +136,8 @@ USES: tuple[Use, ...] = (
     Use(RedisStorage, "blocking", ATTRIBUTE, "bool", "a blocking take waits like BRPOP"),
     Use(RedisStorage, "read_timeout", ATTRIBUTE, "seconds", "a blocking take waits like BRPOP"),
     Use(RedisStorage, "enqueue", OVERRIDE, "self, data, priority", "to the message's queue"),
+    Use(RedisStorage, "dequeue", OVERRIDE, "self", "leases off: named queues by weight"),
+    Use(SqliteStorage, "dequeue", OVERRIDE, "self", "leases off: named queues by weight"),
     Use(SqliteStorage, "enqueue", OVERRIDE, "self, data, priority", "to the message's queue"),
     Use(SqliteStorage, "db", OVERRIDE, "self, commit, close", "one transaction; reopen if stuck"),
     Use(SqliteStorage, "close", CALL, "self", "drop a connection an error stuck to"),
@@ -179,8 +181,10 @@ class KitHuey(Huey):
         # stores use is decided once, from the storage, by backends/.
         super().__init__(name, storage_class=STORAGE[backend], **options)
         self.hooks = Hooks()
-        # The named queues this process's workers take from (kit/queues.py).
+        # The named queues this process's workers take from (kit/queues.py),
+        # by the lease manager's take or, leases off, by Huey's own.
         self.queues = Selection()
+        self.storage.picks = lambda: self.queues.next_pick()
         self._schedule: RedisQueue | SqliteQueue | None = None
 
     def create_consumer(self, **options: Any) -> Consumer:

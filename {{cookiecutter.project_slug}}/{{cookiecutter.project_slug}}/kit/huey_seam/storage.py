@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 from huey.storage import RedisStorage, SqliteStorage
 
+from ..queues import IDLE_POLL, Pick
 from ..queues import of_raw as queue_of
 
 
@@ -32,10 +34,31 @@ class KitRedisStorage(RedisStorage):
     ``KitHuey.move_due``): it goes back to the queue its job came from.
     """
 
+    # The named queues to take from next (KitHuey sets it): Huey's own take,
+    # when leases are off, serves them by weight too.
+    picks: Callable[[], Pick] | None = None
+
     def enqueue(self, data: bytes, priority: float | None = None) -> None:
         queue = queue_of(data)
         key = self.queue_key if queue == "default" else f"{self.queue_key}.q.{queue}"
         self.conn.lpush(key, data)
+
+    def dequeue(self) -> bytes | None:
+        """Huey's take (leases off): from the named queue the weights pick."""
+        pick = self.picks() if self.picks else None
+        if pick is None or pick.names == ("default",):
+            return super().dequeue()
+        keys = [self.queue_key if n == "default" else f"{self.queue_key}.q.{n}" for n in pick.names]
+        pipe = self.conn.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        found = [name for name, size in zip(pick.names, pipe.execute(), strict=True) if size]
+        chosen = pick.choose(found)
+        if chosen is None:
+            if self.blocking:  # Huey's worker loop comes straight back
+                time.sleep(IDLE_POLL)
+            return None
+        return self.conn.rpop(keys[pick.names.index(chosen)])
 
 
 class KitSqliteStorage(SqliteStorage):
@@ -45,6 +68,33 @@ class KitSqliteStorage(SqliteStorage):
     refuses writes long after the file system is writable again. An I/O error
     may leave stale file handles. The next use opens a fresh connection.
     """
+
+    picks: Callable[[], Pick] | None = None  # as KitRedisStorage's
+
+    def dequeue(self) -> bytes | None:
+        """Huey's take (leases off): from the named queue the weights pick."""
+        pick = self.picks() if self.picks else None
+        if pick is None or pick.names == ("default",):
+            return super().dequeue()
+        names = [self.name if n == "default" else f"{self.name}.q.{n}" for n in pick.names]
+        query = "select 1 from task where queue = ? limit 1"
+        found = [
+            n for n, q in zip(pick.names, names, strict=True) if self.sql(query, (q,), results=True)
+        ]
+        chosen = pick.choose(found)
+        if chosen is None:
+            return None
+        queue = names[pick.names.index(chosen)]
+        with self.db(commit=True) as curs:
+            curs.execute(
+                "select id, data from task where queue = ? order by priority desc, id limit 1",
+                (queue,),
+            )
+            row = curs.fetchone()
+            if row is not None:
+                curs.execute("delete from task where id = ?", (row[0],))
+                return row[1] if curs.rowcount == 1 else None
+        return None
 
     def enqueue(self, data: bytes, priority: float | None = None) -> None:
         """Huey's enqueue, to the message's named queue (see ``KitRedisStorage``)."""
