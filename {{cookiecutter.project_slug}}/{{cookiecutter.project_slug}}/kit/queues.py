@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import random
 import re
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +186,10 @@ class Selection:
         self._paused: frozenset[str] = frozenset()
         self._random = random.Random()
         self._lock = threading.Lock()
+        # Forked worker processes draw apart, not in step with each other; a
+        # weak reference, so that apps built and dropped (tests) can go.
+        ref = weakref.ref(self._random)
+        os.register_at_fork(after_in_child=lambda: (drawn := ref()) and drawn.seed())
 
     def serve(self, weights: Any, strict: bool | None = None) -> None:
         """Serve these queues from now on (the worker's ``--queues``)."""

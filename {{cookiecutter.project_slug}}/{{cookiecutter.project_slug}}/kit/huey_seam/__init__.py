@@ -20,8 +20,9 @@ What is here:
 * ``KitConsumer`` and ``KitProcessEnvironment``: Huey's consumer and process
   workers with their private steps reachable by name (``consumer.py`` sets
   the kit's policy on them);
-* ``KitSqliteStorage`` and storage handles (``RedisQueue``, ``SqliteQueue``),
-  in ``storage``, and a few helpers.
+* ``KitRedisStorage``, ``KitSqliteStorage`` (Huey's storages, whose enqueue
+  and take know the named queues) and storage handles (``RedisQueue``,
+  ``SqliteQueue``), in ``storage``, and a few helpers.
 """
 
 from __future__ import annotations
