@@ -51,18 +51,21 @@ if ARGV[2] ~= '' then
 end
 math.randomseed(tonumber(ARGV[7]))
 
+-- Each queue's length, read once and kept up to date as messages leave.
+local lengths = {}
+for i = 7, #KEYS do
+    lengths[i] = #KEYS == 7 and 1 or redis.call('LLEN', KEYS[i])
+end
+
 local function choose()
-    if #KEYS == 7 then
-        return KEYS[7]
-    end
     local found, total = {}, 0
     for i = 7, #KEYS do
-        if redis.call('LLEN', KEYS[i]) > 0 then
-            if ARGV[6] ~= '' then
-                return KEYS[i]
+        if lengths[i] > 0 then
+            if ARGV[6] ~= '' or #KEYS == 7 then
+                return i
             end
             local weight = tonumber(ARGV[i + 1])
-            table.insert(found, {KEYS[i], weight})
+            table.insert(found, {i, weight})
             total = total + weight
         end
     end
@@ -108,37 +111,44 @@ local function add(raw, id, name, source)
     table.insert(reply, source)
 end
 
-local source = choose()
-if not source then
+local chosen = choose()
+if not chosen then
     return false
 end
+local source = KEYS[chosen]
 local raw = redis.call('LMOVE', source, KEYS[2], 'RIGHT', 'LEFT')
 if not raw then
     return false
 end
+lengths[chosen] = lengths[chosen] - 1
 local id, name = job_of(raw)
 add(raw, id, name, source)
 if not id or redis.call('HEXISTS', KEYS[6], id) == 1 then
     return reply
 end
 local most, left = tonumber(ARGV[3]), 0
+if #KEYS == 7 then
+    lengths[7] = redis.call('LLEN', KEYS[7])
+end
 for i = 7, #KEYS do
-    left = left + redis.call('LLEN', KEYS[i])
+    left = left + lengths[i]
 end
 if left <= most then
     return reply
 end
 for _ = 1, math.min(most, math.floor(left / 2)) do
-    source = choose()
-    if not source then
+    chosen = choose()
+    if not chosen then
         break
     end
+    source = KEYS[chosen]
     raw = redis.call('LINDEX', source, -1)
     id, name = job_of(raw)
     if not id or redis.call('HEXISTS', KEYS[6], id) == 1 then
         break
     end
     redis.call('LMOVE', source, KEYS[5], 'RIGHT', 'LEFT')
+    lengths[chosen] = lengths[chosen] - 1
     add(raw, id, name, source)
 end
 return reply
