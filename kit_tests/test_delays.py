@@ -171,6 +171,13 @@ def test_post_with_a_delay_answers_scheduled_with_its_eta(queue_client):
     assert queue_client.get(f"/jobs/{body['id']}").get_json()["status"] == "scheduled"
 
 
+def test_an_offset_whose_plus_was_not_escaped_gets_a_hint(queue_client):
+    response = queue_client.post("/jobs/testGreet?at=2030-01-01T03:00:00+05:30", json=PESSOA)
+
+    assert response.status_code == 422
+    assert "%2B" in response.get_json()["fields"]["at"][0]
+
+
 def test_post_with_a_time_and_its_offset_answers_that_eta(queue_client):
     at = (datetime.datetime.now(UTC) + datetime.timedelta(hours=1)).replace(microsecond=0)
     shifted = at.astimezone(datetime.timezone(datetime.timedelta(hours=5, minutes=30)))

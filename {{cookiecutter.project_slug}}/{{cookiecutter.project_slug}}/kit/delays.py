@@ -72,7 +72,9 @@ def parse_at(text: str) -> datetime.datetime:
     try:
         value = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except (AttributeError, ValueError):
-        raise BadSchedule("at", "Not an ISO 8601 date and time.") from None
+        # A "+" sent unescaped in a query string arrives as a space.
+        hint = " (in a URL, write + as %2B)" if " " in str(text).strip() else ""
+        raise BadSchedule("at", f"Not an ISO 8601 date and time{hint}.") from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise BadSchedule("at", "The time needs its UTC offset (such as +00:00 or Z).")
     return value
