@@ -212,6 +212,21 @@ def test_post_with_a_bad_delay_or_time_is_a_422_and_queues_nothing(queue_app, qu
     assert sizes(queue_app) == (0, 0)
 
 
+def test_the_openapi_document_describes_delay_and_at(queue_client):
+    document = queue_client.get("/jobs/openapi.json").get_json()
+
+    parameters = document["components"]["parameters"]
+    assert parameters["Delay"]["schema"] == {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 30 * 24 * 3600,
+    }
+    assert parameters["At"]["schema"] == {"type": "string", "format": "date-time"}
+    dispatch_op = document["paths"]["/jobs/testGreet"]["post"]
+    assert {"$ref": "#/components/parameters/Delay"} in dispatch_op["parameters"]
+    assert {"$ref": "#/components/parameters/At"} in dispatch_op["parameters"]
+
+
 # -- from the CLI ------------------------------------------------------------------
 
 

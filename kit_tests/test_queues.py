@@ -11,7 +11,7 @@ import time
 import pytest
 
 from acme_jobs import create_app
-from acme_jobs.kit import queues, registry
+from acme_jobs.kit import consumer, queues, registry
 from acme_jobs.kit.leases import LeaseManager
 from acme_jobs.kit.queue import enqueue
 from kit_jobs.greet import Pessoa
@@ -237,3 +237,12 @@ def test_with_leases_off_hueys_own_take_serves_the_named_queues(leaseless_app):
     dispatch(leaseless_app, "critical")
 
     assert drain(leaseless_app) == ["critical", "low"]
+
+
+@pytest.mark.parametrize("flag", ["critical=0", "critical=x", "crit ical=1", ""])
+def test_the_worker_refuses_a_bad_queues_flag(app, flag, capsys):
+    with pytest.raises(SystemExit) as refused:
+        consumer.main(kit(app).huey, app.config, ["--queues", flag])
+
+    assert refused.value.code == 2
+    assert "--queues" in capsys.readouterr().err

@@ -149,7 +149,7 @@ def main(huey: KitHuey, config: Mapping[str, Any], argv: Sequence[str] | None = 
     named, strict = options.queues, options.strict_priority
     del options.queues, options.strict_priority  # not huey_consumer's
     try:
-        huey.queues.serve(named or huey.queues.weights, strict or None)
+        huey.queues.serve(huey.queues.weights if named is None else named, strict or None)
     except ValueError as exc:
         parser.error(f"--queues: {exc}")
     log.info("serving queues %s", huey.queues.describe())
