@@ -95,3 +95,9 @@ def test_the_scheduled_list_shows_the_time_left(qmonitor):
 
     assert job_id in html
     assert "(in 10 min" in html or "(in 9 min" in html
+
+
+def test_pausing_a_queue_is_in_the_audit_log(qmonitor):
+    qmonitor.post("/monitor/queues/pause", {"queue": "critical", "reason": "deploy"})
+
+    assert "queue critical" in qmonitor.get("/monitor/audit").text
