@@ -87,7 +87,7 @@ class Probe(Schema):
     ts = fields.Float(required=True)
 
 
-@job("benchNoop", schema=Payload)
+@job("benchNoop", schema=Payload, queues=["critical", "low"])
 def bench_noop(data: dict) -> None:
     """Do nothing but count itself."""
     hit()

@@ -9,7 +9,11 @@ and bare Huey (``RedisHuey`` with its defaults) with the same flags; the
 sides of each pair. Ratios are medians of per-round ratios.
 
     python benchmarks/throughput.py [--n 20000] [--rounds 5] [--pairs default,quiet]
-        [--workers 2]
+        [--workers 2] [--three-queues]
+
+``--three-queues`` adds "kit 3 queues": the kit's worker with the first
+pair's flags serving ``critical=6,default=3,low=1``, the jobs spread evenly
+over the three named queues, against the one-queue "kit" run of that pair.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ FLAGS = [
     "0.25",
 ]
 PAIRS = {"default": FLAGS, "quiet": [*FLAGS, "-q"]}
+QUEUES = ("critical", "default", "low")
 
 
 def with_workers(flags: list[str], workers: str) -> list[str]:
@@ -56,6 +61,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", default="2", help="worker processes, on both sides"
     )
+    parser.add_argument("--three-queues", action="store_true")
     args = parser.parse_args()
     pairs = args.pairs.split(",")
     flags_of = {
@@ -84,6 +90,11 @@ def main() -> None:
             for _ in range(n):
                 enqueue("benchNoop", c.PAYLOAD)
 
+    def enqueue_three(n: int) -> None:
+        with app.app_context():
+            for i in range(n):
+                enqueue("benchNoop", c.PAYLOAD, queue=QUEUES[i % 3])
+
     def enqueue_bare(n: int) -> None:
         for _ in range(n):
             noop(c.PAYLOAD)
@@ -94,6 +105,10 @@ def main() -> None:
         configs.append((f"kit {pair}", enqueue_kit, kit_worker(project, flags), flags))
         bare = c.huey_consumer("bare_huey.huey", flags)
         configs.append((f"bare {pair}", enqueue_bare, bare, flags))
+    if args.three_queues:
+        flags = [*flags_of[pairs[0]], "--queues", "critical=6,default=3,low=1"]
+        worker = kit_worker(project, flags)
+        configs.append(("kit 3 queues", enqueue_three, worker, flags))
 
     results: dict[str, list[c.Drain]] = {name: [] for name, *_ in configs}
     print(
@@ -174,6 +189,13 @@ def main() -> None:
             ratio_rows,
         )
     )
+    if args.three_queues:
+        three, one = results["kit 3 queues"], results[f"kit {pairs[0]}"]
+        ratios = [t.steady / o.steady for t, o in zip(three, one, strict=True)]
+        print(
+            f"\nkit 3 queues / kit one queue ({pairs[0]}), drain: median "
+            f"**{c.median(ratios):.2f}**, range {min(ratios):.2f}-{max(ratios):.2f}"
+        )
     print("\nRedis commands per job (median round):")
     for name, *_ in configs:
         middle = sorted(results[name], key=lambda d: d.steady)[len(results[name]) // 2]

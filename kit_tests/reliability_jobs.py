@@ -99,3 +99,9 @@ def poison_pill(data: dict) -> None:
     """Kill the worker process that runs it, every time."""
     note("start", data["tag"])
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@registry.job("testUrgent", schema=Work, queue="critical")
+def urgent(data: dict) -> dict:
+    """``testSleep`` in the named queue "critical"."""
+    return sleep(data)

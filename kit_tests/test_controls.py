@@ -379,7 +379,7 @@ def test_a_paused_job_name_is_held_while_other_jobs_run(capp):
     assert controls(capp).resume("testGreet", "carol") == (True, 1)
     assert run_next(capp) == held_id
     assert history(capp).get(held_id)["status"] == "complete"
-    assert controls(capp).pauses() == {"queue": None, "jobs": {}, "held": {}}
+    assert controls(capp).pauses() == {"queue": None, "queues": {}, "jobs": {}, "held": {}}
 
 
 def test_a_job_set_aside_just_after_its_name_resumed_goes_back_to_the_queue(capp):

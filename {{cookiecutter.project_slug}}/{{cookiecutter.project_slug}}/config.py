@@ -20,6 +20,11 @@ QUEUE_NAME = "{{ cookiecutter.project_slug }}"
 # Set (redis://host:6379/0): Redis, which lets many machines share the work.
 REDIS_URL = None
 
+# The named queues a worker serves, with weights: each take picks a non-empty
+# queue with a chance proportional to its weight (docs/jobs.md, "Named queues").
+# A job waits in the queue its @job names; `--queues` overrides this per worker.
+WORKER_QUEUES = {"default": 1}
+
 # Seconds a job may run before it is stopped, for jobs that set no timeout.
 JOB_TIMEOUT = 300
 

@@ -26,7 +26,7 @@ class Pessoa(Schema):
     idade = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=150))
 
 
-@job(JOB_NAME, schema=Pessoa, retries=3, retry_delay=5, timeout=60)
+@job(JOB_NAME, schema=Pessoa, queue="default", retries=3, retry_delay=5, timeout=60)
 def job_modelo(pessoa: dict) -> dict:
     """Greet a person and say whether they are an adult."""
     nome, idade = pessoa["nome"], pessoa["idade"]

@@ -12,6 +12,8 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
   is where a client follows it, ``record_event`` adds to its timeline. With
   ``idempotency_key=``, a repeated dispatch returns the first job's id (or
   raises ``IdempotencyKeyReused`` for another payload; ``InvalidIdempotencyKey``).
+  With ``delay=`` (seconds) or ``eta=`` (an aware datetime) the job waits;
+  a bad value raises ``BadSchedule``. ``queue=`` picks another named queue.
 * ``report`` and ``check_cancelled`` are for long jobs: progress, and a stop
   requested from the monitor (``JobCancelled``).
 * ``PermanentError`` fails a job at once, with no retry.
@@ -22,6 +24,7 @@ modules, which may change when the kit is updated (see ``README.md`` here)::
   config, the same way in every process (``read_dotenv``: ``.env`` alone).
 """
 
+from .delays import BadSchedule
 from .environment import load_environment, read_dotenv
 from .extension import JobKit
 from .idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
@@ -46,6 +49,7 @@ from .worker import load_worker_app, run_worker
 __all__ = [
     "AccessLogFields",
     "AlreadyRetried",
+    "BadSchedule",
     "Dispatched",
     "IdempotencyKeyReused",
     "InvalidIdempotencyKey",

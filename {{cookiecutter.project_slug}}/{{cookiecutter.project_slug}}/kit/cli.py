@@ -7,7 +7,7 @@ import click
 from flask import Blueprint, current_app
 from marshmallow import ValidationError
 
-from . import job_ids, openapi, payloads, registry
+from . import delays, job_ids, openapi, payloads, registry
 from .backends import BACKEND_ERRORS
 from .jobs_api import describe
 from .queue import QueueUnavailable, UnknownJob, enqueue
@@ -39,10 +39,15 @@ def openapi_command() -> None:
 @bp.cli.command("enqueue")
 @click.argument("name")
 @click.argument("payload", default="{}")
-def enqueue_command(name: str, payload: str) -> None:
+@click.option("--delay", help="Run it this many seconds from now.")
+@click.option("--at", "at", help="Run it at this ISO 8601 time, with its UTC offset.")
+@click.option("--queue", help="Send it to another named queue the job allows.")
+def enqueue_command(
+    name: str, payload: str, delay: str | None, at: str | None, queue: str | None
+) -> None:
     """Queue the job NAME with a JSON PAYLOAD and print its id.
 
-    Example: flask jobs enqueue jobModelo '{"nome": "João", "idade": 30}'
+    Example: flask jobs enqueue jobModelo '{"nome": "João", "idade": 30}' --delay 600
     """
     try:
         data = payloads.parse(payload)
@@ -51,7 +56,11 @@ def enqueue_command(name: str, payload: str) -> None:
     if not isinstance(data, dict):
         raise click.ClickException("PAYLOAD must be a JSON object")
     try:
-        click.echo(enqueue(name, data))
+        seconds = None if delay is None else delays.parse_delay(delay)
+        eta = None if at is None else delays.parse_at(at)
+        click.echo(enqueue(name, data, queue=queue, delay=seconds, eta=eta))
+    except delays.BadSchedule as exc:
+        raise click.ClickException(f"--{exc.field}: {exc.message} Nothing was queued.") from exc
     except UnknownJob as exc:
         known = ", ".join(registry.all_jobs()) or "none"
         raise click.ClickException(f"no job is called {name!r} (known: {known})") from exc
@@ -62,6 +71,8 @@ def enqueue_command(name: str, payload: str) -> None:
         raise click.ClickException("invalid payload:\n" + "\n".join(lines)) from exc
     except QueueUnavailable as exc:
         raise click.ClickException(f"the queue is unreachable, nothing was queued: {exc}") from exc
+    except ValueError as exc:  # a queue the job does not allow
+        raise click.ClickException(f"{exc}; nothing was queued") from exc
 
 
 @bp.cli.command("status")

@@ -156,6 +156,16 @@ def main(huey: KitHuey, config: Mapping[str, Any], argv: Sequence[str] | None = 
     project = __package__.rpartition(".")[0]  # the kit lives in <project>.kit
     parser.usage = f"python -m {project}.worker [options]"
     parser.remove_option("--graceful-signal")  # both signals are graceful here
+    parser.add_option(
+        "--queues",
+        help="the named queues to serve, with weights: critical=6,default=3,low=1 "
+        "(default: WORKER_QUEUES)",
+    )
+    parser.add_option(
+        "--strict-priority",
+        action="store_true",
+        help="always drain the heaviest non-empty queue first (STRICT_PRIORITY)",
+    )
     parser.set_defaults(
         worker_type=config["WORKER_TYPE"],
         workers=int(config["WORKERS"]),
@@ -166,6 +176,13 @@ def main(huey: KitHuey, config: Mapping[str, Any], argv: Sequence[str] | None = 
     options, args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args:
         parser.error("no positional arguments: the worker runs this app's jobs")
+    named, strict = options.queues, options.strict_priority
+    del options.queues, options.strict_priority  # not huey_consumer's
+    try:
+        huey.queues.serve(huey.queues.weights if named is None else named, strict or None)
+    except ValueError as exc:
+        parser.error(f"--queues: {exc}")
+    log.info("serving queues %s", huey.queues.describe())
     values = {k: v for k, v in vars(options).items() if v is not None}
     if values.get("worker_type") == WORKER_PROCESS and not PROCESS_WORKERS:
         # huey_consumer refuses process workers on Windows; the kit's

@@ -83,6 +83,8 @@ class Hooks:
 
     delivery: Delivery | None = None  # leases: take with a lease, release after the run
     gate: DequeueGate | None = None  # controls: pauses
+    # Called each time Huey's scheduler reads the schedule (delays.DueWatch).
+    schedule_tick: Callable[[], None] | None = None
     periodic_claim: PeriodicClaim | None = None  # controls: one scheduler per periodic run
     consumer_listeners: list[Callable[[ConsumerStart], None]] = field(default_factory=list)
     # logs: the context (job name, id, attempt, request id) of a job's whole

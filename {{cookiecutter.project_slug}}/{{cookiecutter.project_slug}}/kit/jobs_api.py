@@ -5,15 +5,19 @@ Its ``status_url`` (``GET /jobs/<id>``) tells when it is. A unique job sent
 again within its window answers 200 with the id of the job already there,
 and so does a request sent again with its ``Idempotency-Key`` (idempotency.py).
 Every request is checked against the API keys first (``api_keys.py``).
+``?delay=<seconds>`` or ``?at=<ISO 8601 time with offset>`` schedules the job
+instead (``delays.py``): 202 with ``"status": "scheduled"`` and its ``eta``.
 """
 
+import datetime
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api_http, api_keys, idempotency, job_ids, payloads, registry
+from . import api_http, api_keys, delays, idempotency, job_ids, payloads, registry
 from .backends import BACKEND_ERRORS
 from .queue import NotReplicated, QueueUnavailable
 from .queue import dispatch as dispatch_job
@@ -68,9 +72,17 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
+        delay, at = when(request.args)
         dispatched = dispatch_job(
-            name, payload, idempotency_key=idempotency_key, api_key_name=api_keys.key_name()
+            name,
+            payload,
+            idempotency_key=idempotency_key,
+            api_key_name=api_keys.key_name(),
+            delay=delay,
+            eta=at,
         )
+    except delays.BadSchedule as exc:
+        return error(422, "invalid_schedule", exc.message, fields={exc.field: [exc.message]})
     except ValidationError as exc:
         return error(
             422,
@@ -101,6 +113,9 @@ def dispatch(name: str) -> tuple[Response, int]:
     path = f"{request.root_path}{bp.url_prefix}/{dispatched.id}"
     url = f"{request.scheme}://{request.host}{path}"
     body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": url}
+    if dispatched.eta is not None:
+        eta = datetime.datetime.fromtimestamp(dispatched.eta, datetime.UTC)
+        body.update(status="scheduled", eta=eta.isoformat(timespec="milliseconds"))
     code = 202
     if not dispatched.created:
         # A unique job already dispatched within its window: that job.
@@ -115,6 +130,15 @@ def dispatch(name: str) -> tuple[Response, int]:
     # convert an absolute Location on every response.
     response.headers["Location"] = path
     return response, code
+
+
+def when(args: Any) -> tuple[float | None, datetime.datetime | None]:
+    """The ``delay`` and ``at`` query parameters, parsed; BadSchedule if malformed."""
+    delay, at = args.get("delay"), args.get("at")
+    return (
+        None if delay is None else delays.parse_delay(delay),
+        None if at is None else delays.parse_at(at),
+    )
 
 
 @bp.get("/<job_id>")
@@ -157,6 +181,7 @@ def describe(job: registry.Job) -> dict[str, Any]:
         "retries": job.retries,
         "timeout": job.timeout,
         "unique_for": job.unique_for or None,
+        "queue": job.queue,
         "schedule": describe_schedule(job.schedule),
     }
 

@@ -55,7 +55,12 @@ class Accepted(Open):
 
     id = fields.String(required=True)
     name = fields.String(required=True)
-    status = fields.String(required=True, metadata={"description": "`queued` when new."})
+    status = fields.String(
+        required=True, metadata={"description": "`queued` when new; `scheduled` when delayed."}
+    )
+    eta = fields.String(
+        metadata={"format": "date-time", "description": "`scheduled`: when it runs (UTC)."}
+    )
     status_url = fields.String(required=True, metadata={"format": "uri"})
     duplicate = fields.Boolean(metadata={"description": "True on a 200: nothing new was queued."})
 
@@ -86,6 +91,7 @@ class JobInfo(Open):
     retries = fields.Integer()
     timeout = fields.Float(allow_none=True)
     unique_for = fields.Float(allow_none=True)
+    queue = fields.String(metadata={"description": "The named queue its jobs wait in."})
     schedule = fields.Dict(allow_none=True, metadata={"description": "Periodic jobs: when."})
 
 
@@ -119,8 +125,9 @@ ERRORS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "415": ("UnsupportedMediaType", "The body is not in a media type the API reads.", {}),
     "422": (
         "InvalidPayload",
-        "The payload does not match the job's schema (`fields` says how), or the "
-        "`Idempotency-Key` was already used with another payload.",
+        "The payload does not match the job's schema (`fields` says how), the "
+        "`Idempotency-Key` was already used with another payload, or `delay` or "
+        "`at` cannot schedule the job (`fields` says which).",
         {},
     ),
     "429": (
@@ -161,6 +168,27 @@ IDEMPOTENCY_KEY = {
 }
 
 
+def schedule_parameters(max_delay: float) -> dict[str, dict[str, Any]]:
+    """The query parameters that delay a dispatch (see delays.py)."""
+    return {
+        "Delay": {
+            "name": "delay",
+            "in": "query",
+            "description": "Run the job this many seconds from now instead of at once.",
+            "schema": {"type": "number", "minimum": 0, "maximum": max_delay},
+        },
+        "At": {
+            "name": "at",
+            "in": "query",
+            "description": (
+                "Run the job at this time: ISO 8601 with its UTC offset, not in the "
+                f"past, at most {max_delay:g} seconds ahead. Not with `delay`."
+            ),
+            "schema": {"type": "string", "format": "date-time"},
+        },
+    }
+
+
 def document(app: Flask | None = None) -> dict[str, Any]:
     """The OpenAPI document of ``app``'s jobs API, as a dict ready for JSON."""
     app = app or current_app
@@ -189,6 +217,8 @@ def document(app: Flask | None = None) -> dict[str, Any]:
     # apispec resolves references in place: it gets copies of the constants.
     spec.components.header("Location", copy.deepcopy(LOCATION))
     spec.components.parameter("IdempotencyKey", "header", copy.deepcopy(IDEMPOTENCY_KEY))
+    for name, parameter in schedule_parameters(float(app.config["MAX_SCHEDULE_DELAY"])).items():
+        spec.components.parameter(name, "query", parameter)
     limit = app.config["MAX_CONTENT_LENGTH"]  # the kit always sets one
     for name, description, headers in ERRORS.values():
         response = {
@@ -294,13 +324,13 @@ def _dispatch_operation(job: registry.Job) -> dict[str, Any]:
         "summary": job.description or f"Queue {job.name}.",
         "tags": ["jobs"],
         "security": KEY_REQUIRED,
-        "parameters": ["IdempotencyKey"],
+        "parameters": ["IdempotencyKey", "Delay", "At"],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": job.schema}},
         },
         "responses": {
-            "202": _accepted("Queued: follow it at `status_url`."),
+            "202": _accepted("Queued, or scheduled: follow it at `status_url`."),
             "200": _accepted(
                 "Already queued within its window (a unique job, or the same "
                 "`Idempotency-Key` and payload): that job, `duplicate` true."

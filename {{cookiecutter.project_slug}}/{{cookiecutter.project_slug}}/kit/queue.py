@@ -9,6 +9,7 @@ immediate mode, which runs each job in the calling process.
 """
 
 import contextlib
+import datetime
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from flask import Flask
 from huey import Huey
 from huey.api import Task, TaskWrapper
 
-from . import idempotency, leases, registry, run_state, unique
+from . import delays, idempotency, leases, queues, registry, run_state, unique
 from .backends import BACKEND_ERRORS, open_backend, redis_pool, sentinel
 from .controls import Controls, register_periodic
 from .history import History
@@ -84,6 +85,8 @@ def create_huey(config: dict[str, Any], instance_path: str) -> KitHuey:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         huey = KitHuey(name, "sqlite", filename=path, **options)
     huey.immediate = bool(config.get("QUEUE_IMMEDIATE"))
+    # The named queues its workers serve (``--queues`` may change them).
+    huey.queues = queues.selection_from_config(config)
     return huey
 
 
@@ -138,6 +141,8 @@ def init_app(app: Flask) -> Huey:
     huey.hooks.job_context = _job_context
     found = registry.discover(app.config["JOBS_PACKAGE"], app.config["JOB_MODULES"])
     wrappers = {job.name: _register(huey, app, job) for job in found.values()}
+    # The overview's queue depth counts every named queue (kit/queues.py).
+    backend.count_queues(history.store, queues.known_queues(app.config, found.values()))
     # Every job a worker takes is leased until its run is over, so a worker
     # that dies mid-job loses nothing (see leases/).
     settings = leases.LeaseSettings.from_config(app.config)
@@ -146,6 +151,8 @@ def init_app(app: Flask) -> Huey:
         # Lease releases ride on the history's last write of each run.
         history.write_hooks.append(manager.write_hook)
         manager.on_recovery(lambda recovery: _record_recovery(history, recovery))
+        # Due jobs move to their queue every SCHEDULE_POLL seconds (delays.py).
+        huey.hooks.schedule_tick = delays.DueWatch(huey, app.config["SCHEDULE_POLL"]).tick
     app.extensions[EXTENSION] = KitState(
         huey=huey,
         backend=backend,
@@ -156,6 +163,7 @@ def init_app(app: Flask) -> Huey:
         idempotency=backend.idempotency_keys(history.store, app.config["IDEMPOTENCY_WINDOW"]),
         tasks=wrappers,
         leases=manager,
+        delay_limits=delays.DelayLimits.from_config(app.config),
     )
     return huey
 
@@ -221,10 +229,19 @@ class Dispatched(NamedTuple):
     # False for a duplicate (a unique job's, or a request's sent again with
     # its idempotency key): nothing was queued, and ``id`` is the earlier job.
     created: bool
+    # When a scheduled job runs (Unix time); None: queued to run now.
+    eta: float | None = None
 
 
 def enqueue(
-    name: str, payload: Any, retry_of: str | None = None, idempotency_key: str | None = None
+    name: str,
+    payload: Any,
+    retry_of: str | None = None,
+    idempotency_key: str | None = None,
+    *,
+    queue: str | None = None,
+    delay: float | None = None,
+    eta: datetime.datetime | None = None,
 ) -> str:
     """Validate ``payload`` for the job ``name``, queue it, return its id.
 
@@ -240,8 +257,13 @@ def enqueue(
     :class:`QueueUnavailable`, :class:`AlreadyRetried`,
     ``InvalidIdempotencyKey`` or ``IdempotencyKeyReused`` (the key was sent
     with another payload, or for another job); in each case nothing is queued.
+
+    ``queue`` sends the job to another of the named queues it allows (see
+    ``registry.job``). ``delay`` (seconds) or ``eta`` (an aware datetime)
+    schedules it instead of queueing it now; a bad value raises
+    ``delays.BadSchedule`` (a ``ValueError``) and nothing is queued.
     """
-    return dispatch(name, payload, retry_of, idempotency_key).id
+    return dispatch(name, payload, retry_of, idempotency_key, queue=queue, delay=delay, eta=eta).id
 
 
 def dispatch(
@@ -251,6 +273,9 @@ def dispatch(
     idempotency_key: str | None = None,
     *,
     api_key_name: str | None = None,
+    queue: str | None = None,
+    delay: float | None = None,
+    eta: datetime.datetime | None = None,
 ) -> Dispatched:
     """:func:`enqueue`, saying whether a job was queued or found.
 
@@ -263,10 +288,14 @@ def dispatch(
     data = job.dump(job.load(payload))
     kit = kit_state()
     history: History = kit.history
-    meta = {"request_id": get_request_id(), "enqueued_at": time.time()}
+    now = time.time()
+    run_at = delays.resolve(delay, eta, kit.delay_limits, now)
+    meta = {"request_id": get_request_id(), "enqueued_at": now, "queue": job.queue_for(queue)}
     if api_key_name:
         meta["api_key_name"] = api_key_name  # the history's "queued" event shows it
     task = kit.tasks[name].s(data, meta=meta, id=str(uuid.uuid4()))
+    if kit.huey.immediate:
+        run_at = None  # immediate mode (tests) runs every job at once
     # A retry from the monitor is an operator's explicit wish: never a duplicate.
     key = None if retry_of else job.unique_hash(data)
     claims: unique.Claims = kit.claims
@@ -283,9 +312,11 @@ def dispatch(
                     claim.first_id(held)  # raises if the key is another request's
                 return Dispatched(existing, created=False)
         try:
-            # One atomic write: the job's record, its queue message and its
-            # idempotency key, or none of them.
-            if not history.enqueue(task, data, retry_of=retry_of, guard=guard):
+            # One atomic write: the job's record, its queue message (or its
+            # place on the schedule) and its idempotency key, or none of them.
+            if run_at is not None:
+                delays.write_scheduled(kit.huey, kit.backend, history, task, data, run_at, guard)
+            elif not history.enqueue(task, data, retry_of=retry_of, guard=guard):
                 raise AlreadyRetried(retry_of)
         except sentinel.ReplicasBehind:
             raise  # written, with its claim: a retry must find it
@@ -308,7 +339,7 @@ def dispatch(
     # One line links the request (its id) to the job it queued (the job's id).
     with job_log_context(name, task.id, request_id=meta["request_id"]):
         log.info("queued%s", f" (a retry of {retry_of})" if retry_of else "")
-    return Dispatched(task.id, created=True)
+    return Dispatched(task.id, created=True, eta=run_at)
 
 
 def _record_recovery(history: History, recovery: leases.Recovery) -> None:

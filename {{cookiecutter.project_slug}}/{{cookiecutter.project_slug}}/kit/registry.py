@@ -24,6 +24,7 @@ from typing import Any
 
 from marshmallow import Schema
 
+from .queues import check_name as check_queue_name
 from .schedules import cron
 
 JobFunction = Callable[[dict], Any]
@@ -51,6 +52,18 @@ class Job:
     on_worker_lost: str = "retry"
     # Periodic jobs only: when Huey's scheduler runs it (see periodic_job).
     schedule: Any = None
+    # The named queue it waits in, and the others a dispatch may send it to.
+    queue: str = "default"
+    queues: tuple[str, ...] = ()
+
+    def queue_for(self, requested: str | None) -> str:
+        """The queue of one dispatch: the job's own, or another it allows."""
+        if requested is None or requested == self.queue:
+            return self.queue
+        if requested not in self.queues:
+            allowed = ", ".join((self.queue, *self.queues))
+            raise ValueError(f"job {self.name!r} may go to these queues only: {allowed}")
+        return requested
 
     @property
     def module(self) -> str:
@@ -125,6 +138,8 @@ def job(
     unique_key: UniqueKey | None = None,
     unique_for: float = 0,
     on_worker_lost: str = "retry",
+    queue: str = "default",
+    queues: Sequence[str] = (),
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as the job called ``name``.
 
@@ -149,7 +164,13 @@ def job(
     queued again without using a retry: the job did not fail, its worker
     did. ``on_worker_lost="fail"`` is for a job that must never run twice,
     even at the cost of not running at all: such a run is recorded as failed.
+
+    ``queue`` is the named queue its jobs wait in (workers serve queues with
+    weights, see ``WORKER_QUEUES``); ``queues`` lists others that a dispatch
+    may choose instead (``enqueue(..., queue="low")``).
     """
+    for queue_name in (queue, *queues):
+        check_queue_name(queue_name)
     if retries < 0 or retry_delay < 0 or retry_max_delay < 0:
         raise ValueError(f"job {name!r}: retries and retry delays cannot be negative")
     if retry_backoff < 1 or not 0 <= retry_jitter <= 1:
@@ -179,6 +200,8 @@ def job(
             unique_key=unique_key,
             unique_for=unique_for,
             on_worker_lost=on_worker_lost,
+            queue=queue,
+            queues=tuple(queues),
         )
         return func
 

@@ -93,6 +93,24 @@ REDIS_WAIT_TIMEOUT_MS = 500
 # Keys are kept in the queue's backend for the window: one small entry per key.
 IDEMPOTENCY_WINDOW = 24 * 3600
 
+# Named queues (kit/queues.py). A job waits in the queue its @job names
+# ("default" unless it says otherwise). A worker serves WORKER_QUEUES, a JSON
+# object of queue name -> weight ({"critical": 6, "default": 3, "low": 1}, or
+# `--queues critical=6,default=3,low=1` on the worker): each take picks a
+# non-empty queue with a probability proportional to its weight. With
+# STRICT_PRIORITY the heaviest non-empty queue always goes first.
+WORKER_QUEUES = {"default": 1}
+STRICT_PRIORITY = False
+
+# Delayed dispatch (kit/delays.py): enqueue(..., delay=600) or eta=<aware
+# datetime>, POST /jobs/<name>?delay=600 or ?at=<ISO 8601 with offset>. A
+# job may be scheduled at most MAX_SCHEDULE_DELAY seconds ahead; a time up
+# to SCHEDULE_PAST_TOLERANCE seconds past runs now, an older one is refused.
+# Workers move due jobs to their queue every SCHEDULE_POLL seconds.
+MAX_SCHEDULE_DELAY = 30 * 24 * 3600
+SCHEDULE_PAST_TOLERANCE = 5.0
+SCHEDULE_POLL = 0.25
+
 # Run jobs in the calling process instead of queueing them (tests only).
 QUEUE_IMMEDIATE = False
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from .delays import DelayLimits
+
 if TYPE_CHECKING:
     from huey import Huey
     from huey.api import TaskWrapper
@@ -58,6 +60,8 @@ class KitState:
     api_keys: tuple[ApiKey, ...] = ()
     # Addresses this process saw locked out for unknown API keys -> until when.
     api_lockouts: dict[str, float] = field(default_factory=dict)
+    # How far ahead a job may be scheduled (delays.py).
+    delay_limits: DelayLimits = field(default_factory=DelayLimits)
 
 
 def kit_state(app: Flask | None = None) -> KitState:

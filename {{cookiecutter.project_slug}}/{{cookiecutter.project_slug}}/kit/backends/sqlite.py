@@ -7,7 +7,10 @@ and unique claims live in this process, and there are no leases.
 
 from __future__ import annotations
 
+import datetime
+import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..controls.model import LogLimits
@@ -15,6 +18,7 @@ from ..controls.sqlite_store import SqliteControlStore
 from ..history.model import Settings as HistorySettings
 from ..history.sqlite_store import SqliteStore
 from ..huey_seam import SqliteQueue
+from ..huey_seam.storage import QueueSize
 from ..idempotency import SqliteKeys
 from ..leases.sqlite_store import SqliteLeases
 from ..metrics.stores import MemoryMetricsStore, SqliteMetricsStore
@@ -65,6 +69,22 @@ class SqliteBackend:
 
     def leases(self) -> SqliteLeases | None:
         return None if self.tasks is None else SqliteLeases(self.tasks)
+
+    def schedule_write(self, message: bytes, eta: datetime.datetime) -> Callable[[Any], None]:
+        """What puts ``message`` on Huey's schedule inside a history write (delays.py)."""
+        tasks = self.tasks
+        if tasks is None:  # immediate mode runs every job at once
+            raise sqlite3.OperationalError("no schedule in immediate mode")
+        return lambda cursor: tasks.add_to_schedule(cursor, message, eta)
+
+    def queue_sizes(self, names: list[str], scan: int) -> dict[str, QueueSize]:
+        """Depth, next message and scheduled jobs of each named queue (kit/queues.py)."""
+        if self.tasks is None:  # immediate mode: nothing ever waits
+            return {name: QueueSize(0, None) for name in names}
+        return self.tasks.named_sizes(names, scan)
+
+    def count_queues(self, history: SqliteStore, names: list[str]) -> None:
+        """Nothing to do: the history's overview counts every named queue's rows."""
 
     def check_writable(self) -> None:
         """Commit one small write: reading the queue is not enough to be ready.

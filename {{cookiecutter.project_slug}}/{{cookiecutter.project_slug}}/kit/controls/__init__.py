@@ -35,6 +35,7 @@ from ..backends import BACKEND_ERRORS
 from ..history import History
 from ..history import model as history_model
 from ..huey_seam import KitHuey
+from ..queues import check_name as check_queue_name
 from . import model
 from .model import QUEUE, Flush, LogLimits, job_target, parse_lines, present_progress
 from .recorder import Recorder
@@ -191,11 +192,16 @@ class Controls:
 
     # -- pause and resume ----------------------------------------------------
 
-    def pause(self, name: str | None, user: str, reason: str, ip: str | None = None) -> bool:
-        """Pause the queue (``name`` None) or one job name; False if it already was."""
+    def pause(
+        self, name: str | None, user: str, reason: str, ip: str | None = None, queue: str = ""
+    ) -> bool:
+        """Pause all queues (``name`` None), one job name, or one named ``queue``.
+
+        False if it already was.
+        """
         if name is not None and registry.get(name) is None:
             raise LookupError(name)
-        target = QUEUE if name is None else job_target(name)
+        target = _target(name, queue)
         reason = reason.strip()[:500]
         paused = self.store.pause(target, {"user": user, "at": time.time(), "reason": reason})
         if paused:
@@ -203,9 +209,11 @@ class Controls:
             self.audit("pause", target, user, ip, reason=reason)
         return paused
 
-    def resume(self, name: str | None, user: str, ip: str | None = None) -> tuple[bool, int]:
+    def resume(
+        self, name: str | None, user: str, ip: str | None = None, queue: str = ""
+    ) -> tuple[bool, int]:
         """Lift a pause; returns whether it was paused and how many held jobs were queued."""
-        target = QUEUE if name is None else job_target(name)
+        target = _target(name, queue)
         was_paused, moved = self.store.resume(target, name)
         if was_paused or moved:
             self._pauses.forget()
@@ -216,8 +224,10 @@ class Controls:
         """What is paused now (read fresh): the queue, job names, held job counts."""
         found = self.store.pauses()
         names = [key.split(":", 1)[1] for key in found if key.startswith("job:")]
+        named = {key[6:]: info for key, info in found.items() if key.startswith("queue:")}
         return {
             "queue": found.get(QUEUE),
+            "queues": named,  # paused named queues (kit/queues.py)
             "jobs": {name: found[job_target(name)] for name in names},
             "held": self.store.held_counts(sorted(set(names) | set(registry.all_jobs()))),
         }
@@ -412,7 +422,11 @@ class PauseGate:
         self.idle_wait = controls.settings.pause_check
 
     def is_open(self) -> bool:
-        return QUEUE not in self.controls.paused_now()
+        pauses = self.controls.paused_now()
+        # Paused named queues are left out of the next takes' pick.
+        named = frozenset(key[6:] for key in pauses if key.startswith("queue:"))
+        self.controls.huey.queues.set_paused(named)
+        return QUEUE not in pauses
 
     def admit(self, task: Task) -> Task | None:
         """The job a worker just took, or None if it went back or aside."""
@@ -426,6 +440,12 @@ class PauseGate:
         if target in pauses and controls.hold(task, target):
             return None
         return task
+
+
+def _target(name: str | None, queue: str) -> str:
+    if queue:
+        return model.queue_target(check_queue_name(queue))
+    return QUEUE if name is None else job_target(name)
 
 
 def register_periodic(

@@ -10,6 +10,11 @@ from typing import Any
 QUEUE = "queue"
 
 
+def queue_target(queue: str) -> str:
+    """The pause target of one named queue (see kit/queues.py)."""
+    return f"queue:{queue}"
+
+
 def job_target(name: str) -> str:
     return f"job:{name}"
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import redis
 
+from .. import queues
+from ..queues import QUEUE_KEY_OF_LUA
 from .model import Flush, LogLimits
 
 # Write a job's progress and append its log lines, if its record exists;
@@ -60,30 +62,37 @@ return redis.call('GET', KEYS[3])
 """
 
 # Keep a message of a paused job name aside, or, if the name was resumed in
-# the meantime, put it straight back at the head of the queue.
+# the meantime, put it straight back at the head of its named queue.
 # KEYS: 1 pause hash, 2 held list, 3 Huey's queue. ARGV: 1 field, 2 message.
-HOLD_LUA = r"""
+HOLD_LUA = (
+    QUEUE_KEY_OF_LUA
+    + r"""
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   return 1
 end
-redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('RPUSH', queue_key_of(ARGV[2], KEYS[3]), ARGV[2])
 return 0
 """
+)
 
-# Lift a pause and put the held messages back at the head of the queue, in
-# their original order. KEYS: 1 pause hash, 2 held list, 3 queue. ARGV: 1 field.
-RESUME_LUA = r"""
+# Lift a pause and put the held messages back at the head of their named
+# queues, in their original order. KEYS: 1 pause hash, 2 held list, 3 Huey's
+# queue. ARGV: 1 field.
+RESUME_LUA = (
+    QUEUE_KEY_OF_LUA
+    + r"""
 local existed = redis.call('HDEL', KEYS[1], ARGV[1])
 local moved = 0
 while true do
   local message = redis.call('LPOP', KEYS[2])
   if not message then break end
-  redis.call('RPUSH', KEYS[3], message)
+  redis.call('RPUSH', queue_key_of(message, KEYS[3]), message)
   moved = moved + 1
 end
 return {existed, moved}
 """
+)
 
 
 class RedisControlStore:
@@ -216,8 +225,8 @@ class RedisControlStore:
         return bool(self._hold(keys=keys, args=[target, message]))
 
     def requeue(self, message: bytes, priority: float) -> None:
-        """Put a message back at the head of the queue (the next one taken)."""
-        self.conn.rpush(self.queue_key, message)
+        """Put a message back at the head of its named queue (the next one taken)."""
+        self.conn.rpush(queues.redis_key(self.queue_key, queues.of_raw(message)), message)
 
     def held_counts(self, names: list[str]) -> dict[str, int]:
         pipe = self.conn.pipeline(transaction=False)

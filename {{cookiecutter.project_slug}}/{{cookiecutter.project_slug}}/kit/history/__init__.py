@@ -24,7 +24,7 @@ from huey import Huey
 from huey import signals as S
 from huey.api import Task
 
-from .. import run_state
+from .. import queues, run_state
 from ..huey_hooks import ConsumerStart
 from ..huey_seam import emit
 from . import model
@@ -99,7 +99,9 @@ class History(Reading):
         if task.expires:
             task.resolve_expires(self.huey.utc)  # as huey.enqueue() would
         message = self.huey.serialize_task(task)
-        if not self.store.apply(changes, message, priority=task.priority or 0, guard=guard):
+        queue = queues.of_task(task)  # its named queue (kit/queues.py)
+        priority = task.priority or 0
+        if not self.store.apply(changes, message, None, priority, guard=guard, queue=queue):
             return False
         # Huey fires "enqueued" before it writes (so listeners see jobs that
         # may never be queued); ours fires after the write succeeded.

@@ -21,10 +21,16 @@ from .redis_codec import CODEC_LUA
 # commands run either way, and an error in one of them fails nothing else.
 # A finished record is packed into a string (``redis_codec``): a change to
 # one unpacks it first, and packs it again if it is still finished.
+# With KEYS[1] (an idempotency key that guards the write, set by one of the
+# commands), a key that is held already is returned, and nothing is written.
 APPLY_LUA = (
     CODEC_LUA
     + r"""
 local P = ARGV[1]
+if KEYS[1] then
+  local held = redis.call('GET', KEYS[1])
+  if held then return held end
+end
 local changes = cjson.decode(ARGV[2])
 
 local function run_commands()

@@ -91,6 +91,8 @@ class RedisStore:
         self.conn: redis.Redis = queue.conn
         self.prefix = f"huey.history.{queue.name}"
         self.queue_key = queue.queue_key
+        # Every named queue's list, for the overview's depth (backends.count_queues).
+        self.queue_keys = [queue.queue_key]
         self.schedule_key = queue.schedule_key
         self._apply = Script(self.conn, APPLY_LUA)
         self._queue_new = Script(self.conn, QUEUE_NEW_LUA)
@@ -107,6 +109,7 @@ class RedisStore:
         priority: float = 0,
         extra: Callable[[Commands], None] | None = None,
         guard: RedisGuard | None = None,
+        queue: str = "default",
     ) -> bool:
         """Write changes (and push a queue message, and a heartbeat) at once.
 
@@ -114,26 +117,33 @@ class RedisStore:
         gets a ``Commands`` list, run by the script after the changes, or
         by a pipeline right after it if one of them is a script itself.
         ``priority`` is accepted for symmetry with SQLite; Huey's Redis
-        queue has none. ``guard``, for a dispatch only: a key to set with
-        the job, unless it is held (``KeyHeld``, and nothing is written).
+        queue has none. ``guard``: a key to set with the job (a dispatch,
+        or a delayed one), unless it is held (``KeyHeld``, nothing written).
         """
         # A dispatch (one new job and its message) takes a shorter script.
         dispatch = self._is_dispatch(changes, message, heartbeat, extra)
-        if dispatch and self._queue_new_job(changes[0], message, guard):
+        # The message goes to its named queue's list (kit/queues.py).
+        queue_key = self.queue_key if queue == "default" else f"{self.queue_key}.q.{queue}"
+        if dispatch and self._queue_new_job(changes[0], message, guard, queue_key):
             return True
-        if guard is not None:
-            raise ValueError("only a new job's dispatch can be guarded by a key")
         specs = json.dumps([self._spec(change) for change in changes])
         beat = json.dumps(heartbeat) if heartbeat else ""
-        args = [self.prefix, specs, self.queue_key, message or b"", beat]
+        args = [self.prefix, specs, queue_key, message or b"", beat]
         commands = Commands()
         if extra is not None:
             extra(commands)
+        if guard is not None:
+            if commands.scripted:
+                raise ValueError("a guarded write cannot carry a script call")
+            commands.execute_command("SET", guard.key, guard.value, "PX", guard.px)
         if not commands.scripted:
             for command in commands:
                 args.append(len(command))
                 args.extend(command)
-            return bool(self._apply([], args))
+            applied = self._apply([guard.key] if guard else [], args)
+            if isinstance(applied, bytes):  # the guard's key is held: its value
+                raise KeyHeld(applied.decode())
+            return bool(applied)
         # Redis does not let a script call another one: pipeline them.
         pipe = self.conn.pipeline(transaction=False)
         pipe.evalsha(self._apply.sha, 0, *args)
@@ -165,7 +175,9 @@ class RedisStore:
             and change.duration_ms is None
         )
 
-    def _queue_new_job(self, change: Change, message: bytes, guard: RedisGuard | None) -> bool:
+    def _queue_new_job(
+        self, change: Change, message: bytes, guard: RedisGuard | None, queue_key: str
+    ) -> bool:
         """Write a new job's record and message with QUEUE_NEW_LUA.
 
         The record is what APPLY_LUA would write for the same change.
@@ -179,7 +191,7 @@ class RedisStore:
             change.job_id,
             change.name,
             repr(change.at),
-            self.queue_key,
+            queue_key,
             message,
             events,
         ]
@@ -337,7 +349,8 @@ class RedisStore:
         pipe = self.conn.pipeline(transaction=False)
         for status in model.STATUSES:
             pipe.zcard(self._index(status))
-        pipe.llen(self.queue_key)
+        for key in self.queue_keys:
+            pipe.llen(key)
         pipe.zcard(self.schedule_key)
         pipe.zrange(self._index(model.QUEUED), 0, 0, withscores=True)
         for start in minute_starts:
@@ -347,7 +360,9 @@ class RedisStore:
         results = pipe.execute()
         counts = dict(zip(model.STATUSES, results[: len(model.STATUSES)], strict=True))
         rest = results[len(model.STATUSES) :]
-        depth, scheduled, oldest = rest[0], rest[1], rest[2]
+        depth = sum(rest[: len(self.queue_keys)])
+        rest = rest[len(self.queue_keys) - 1 :]
+        scheduled, oldest = rest[1], rest[2]
         per_minute = rest[3 : 3 + minutes]
         per_hour = rest[3 + minutes :]
         return {

@@ -130,6 +130,7 @@ class SqliteStore:
         priority: float = 0,
         extra: Callable[[sqlite3.Cursor], None] | None = None,
         guard: Callable[[sqlite3.Cursor], None] | None = None,
+        queue: str = "default",
     ) -> bool:
         """Write changes (and a queue message, and a heartbeat) in one transaction.
 
@@ -150,7 +151,7 @@ class SqliteStore:
                     raise sqlite3.OperationalError("no queue table in immediate mode")
                 # The row Huey's enqueue writes, inside our transaction: the
                 # job is queued if and only if it is recorded.
-                self.tasks.enqueue(cur, message, priority)
+                self.tasks.enqueue(cur, message, priority, queue=queue)
             if heartbeat:
                 self._beat(cur, heartbeat)
             if extra is not None:

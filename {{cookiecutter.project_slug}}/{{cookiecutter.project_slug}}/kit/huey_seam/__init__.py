@@ -20,8 +20,9 @@ What is here:
 * ``KitConsumer`` and ``KitProcessEnvironment``: Huey's consumer and process
   workers with their private steps reachable by name (``consumer.py`` sets
   the kit's policy on them);
-* ``KitSqliteStorage`` and storage handles (``RedisQueue``, ``SqliteQueue``),
-  in ``storage``, and a few helpers.
+* ``KitRedisStorage``, ``KitSqliteStorage`` (Huey's storages, whose enqueue
+  and take know the named queues) and storage handles (``RedisQueue``,
+  ``SqliteQueue``), in ``storage``, and a few helpers.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ from huey.storage import RedisStorage, SqliteStorage
 from huey.utils import SKIPPED as SKIPPED
 from huey.utils import Error as Error
 
-from .. import run_state
+from .. import queues, run_state
 from ..huey_hooks import ConsumerStart, Hooks
+from ..queues import Selection
 from .storage import (
     DueMove,
+    KitRedisStorage,
     KitSqliteStorage,
     RedisQueue,
     SqliteQueue,
@@ -133,6 +136,10 @@ USES: tuple[Use, ...] = (
     Use(RedisStorage, "result_key", ATTRIBUTE, "hash key (str)", "revoke flags live there"),
     Use(RedisStorage, "blocking", ATTRIBUTE, "bool", "a blocking take waits like BRPOP"),
     Use(RedisStorage, "read_timeout", ATTRIBUTE, "seconds", "a blocking take waits like BRPOP"),
+    Use(RedisStorage, "enqueue", OVERRIDE, "self, data, priority", "to the message's queue"),
+    Use(RedisStorage, "dequeue", OVERRIDE, "self", "leases off: named queues by weight"),
+    Use(SqliteStorage, "dequeue", OVERRIDE, "self", "leases off: named queues by weight"),
+    Use(SqliteStorage, "enqueue", OVERRIDE, "self, data, priority", "to the message's queue"),
     Use(SqliteStorage, "db", OVERRIDE, "self, commit, close", "one transaction; reopen if stuck"),
     Use(SqliteStorage, "close", CALL, "self", "drop a connection an error stuck to"),
     Use(SqliteStorage, "sql", CALL, "self, query, params, commit, results", "one statement"),
@@ -158,7 +165,7 @@ TYPE_REVOKE_PREFIX = "rt:"
 _running = threading.local()
 
 
-STORAGE = {"redis": RedisStorage, "sqlite": KitSqliteStorage}
+STORAGE = {"redis": KitRedisStorage, "sqlite": KitSqliteStorage}
 
 # Due messages moved per step (one script call, or one transaction).
 MOVE_BATCH = 500
@@ -175,6 +182,10 @@ class KitHuey(Huey):
         # stores use is decided once, from the storage, by backends/.
         super().__init__(name, storage_class=STORAGE[backend], **options)
         self.hooks = Hooks()
+        # The named queues this process's workers take from (kit/queues.py),
+        # by the lease manager's take or, leases off, by Huey's own.
+        self.queues = Selection()
+        self.storage.picks = lambda: self.queues.next_pick()
         self._schedule: RedisQueue | SqliteQueue | None = None
 
     def create_consumer(self, **options: Any) -> Consumer:
@@ -284,13 +295,22 @@ class KitHuey(Huey):
         delivery = self.hooks.delivery
         if delivery is None:
             return super().read_schedule(timestamp)
+        if self.hooks.schedule_tick is not None:
+            self.hooks.schedule_tick()
+        self.move_due_quietly(timestamp)
+        return []
+
+    def move_due_quietly(self, timestamp: datetime.datetime | None = None) -> None:
+        """``move_due`` now; an outage goes to the delivery's outage log."""
+        delivery = self.hooks.delivery
+        if delivery is None:
+            return
         try:
             self.move_due(timestamp or self._get_timestamp())
         except delivery.errors as exc:
             delivery.outage.failed(exc)
-            return []
+            return
         delivery.outage.ok()
-        return []
 
     def move_due(self, now: datetime.datetime) -> int:
         """Move the jobs due by ``now`` from the schedule to the queue; how many moved.
@@ -334,7 +354,7 @@ class KitHuey(Huey):
             message = self.serialize_task(task)
         run_state.of(task).from_schedule = True
         self._emit(S.SIGNAL_ENQUEUED, task)
-        return DueMove(ref, raw, message, task.priority or 0)
+        return DueMove(ref, raw, message, task.priority or 0, queues.of_task(task))
 
     def read_periodic(self, timestamp: datetime.datetime | None) -> list[Task]:
         timestamp = timestamp or self._get_timestamp()

@@ -14,12 +14,51 @@ import contextlib
 import datetime
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from huey.storage import RedisStorage, SqliteStorage
+
+from ..queues import IDLE_POLL, Pick
+from ..queues import of_raw as queue_of
+
+
+class KitRedisStorage(RedisStorage):
+    """Huey's Redis storage, whose enqueue goes to the message's named queue.
+
+    Huey enqueues by itself only a retry that waits for nothing (the kit
+    writes every dispatch and every due job itself, see ``history`` and
+    ``KitHuey.move_due``): it goes back to the queue its job came from.
+    """
+
+    # The named queues to take from next (KitHuey sets it): Huey's own take,
+    # when leases are off, serves them by weight too.
+    picks: Callable[[], Pick] | None = None
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        queue = queue_of(data)
+        key = self.queue_key if queue == "default" else f"{self.queue_key}.q.{queue}"
+        self.conn.lpush(key, data)
+
+    def dequeue(self) -> bytes | None:
+        """Huey's take (leases off): from the named queue the weights pick."""
+        pick = self.picks() if self.picks else None
+        if pick is None or pick.names == ("default",):
+            return super().dequeue()
+        keys = [self.queue_key if n == "default" else f"{self.queue_key}.q.{n}" for n in pick.names]
+        pipe = self.conn.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        found = [name for name, size in zip(pick.names, pipe.execute(), strict=True) if size]
+        chosen = pick.choose(found)
+        if chosen is None:
+            if self.blocking:  # Huey's worker loop comes straight back
+                time.sleep(IDLE_POLL)
+            return None
+        return self.conn.rpop(keys[pick.names.index(chosen)])
 
 
 class KitSqliteStorage(SqliteStorage):
@@ -29,6 +68,43 @@ class KitSqliteStorage(SqliteStorage):
     refuses writes long after the file system is writable again. An I/O error
     may leave stale file handles. The next use opens a fresh connection.
     """
+
+    picks: Callable[[], Pick] | None = None  # as KitRedisStorage's
+
+    def dequeue(self) -> bytes | None:
+        """Huey's take (leases off): from the named queue the weights pick."""
+        pick = self.picks() if self.picks else None
+        if pick is None or pick.names == ("default",):
+            return super().dequeue()
+        names = [self.name if n == "default" else f"{self.name}.q.{n}" for n in pick.names]
+        query = "select 1 from task where queue = ? limit 1"
+        found = [
+            n for n, q in zip(pick.names, names, strict=True) if self.sql(query, (q,), results=True)
+        ]
+        chosen = pick.choose(found)
+        if chosen is None:
+            return None
+        queue = names[pick.names.index(chosen)]
+        with self.db(commit=True) as curs:
+            curs.execute(
+                "select id, data from task where queue = ? order by priority desc, id limit 1",
+                (queue,),
+            )
+            row = curs.fetchone()
+            if row is not None:
+                curs.execute("delete from task where id = ?", (row[0],))
+                return row[1] if curs.rowcount == 1 else None
+        return None
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        """Huey's enqueue, to the message's named queue (see ``KitRedisStorage``)."""
+        queue = queue_of(data)
+        name = self.name if queue == "default" else f"{self.name}.q.{queue}"
+        self.sql(
+            "insert into task (queue, data, priority) values (?, ?, ?)",
+            (name, self.to_blob(data), priority or 0),
+            commit=True,
+        )
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
@@ -42,6 +118,22 @@ class KitSqliteStorage(SqliteStorage):
             raise
 
 
+@dataclass
+class QueueSize:
+    """One named queue: how many wait, the next to be taken, how many are scheduled."""
+
+    depth: int
+    next_message: bytes | None
+    scheduled: int = 0
+
+
+def _count_scheduled(sizes: dict[str, QueueSize], messages: list[bytes]) -> None:
+    for raw in messages:
+        size = sizes.get(queue_of(raw))
+        if size is not None:
+            size.scheduled += 1
+
+
 @dataclass(frozen=True)
 class DueMove:
     """One due message on the schedule, and what goes on the queue for it."""
@@ -50,20 +142,22 @@ class DueMove:
     raw: bytes  # the message as it is on the schedule
     message: bytes  # what to queue: the same bytes, unless its expiry was resolved anew
     priority: float = 0
+    queue: str = "default"  # the named queue it goes to (kit/queues.py)
 
 
 # Move due messages from Huey's schedule (KEYS[1], a sorted set scored by
-# eta) to its queue (KEYS[2]): each message ARGV[i] that is still on the
-# schedule, and due by ARGV[1], leaves it and its replacement ARGV[i + 1] is
-# LPUSHed, as Huey's enqueue does, in the order given. Returns a 1 or a 0
-# per message: moved, or gone (another scheduler moved it first).
+# eta) to their queues: each message ARGV[i] that is still on the schedule,
+# and due by ARGV[1], leaves it and its replacement ARGV[i + 1] is LPUSHed
+# onto the list ARGV[i + 2] (Huey's queue, KEYS[2], or a named queue's), as
+# Huey's enqueue does, in the order given. Returns a 1 or a 0 per message:
+# moved, or gone (another scheduler moved it first).
 _MOVE_DUE_LUA = """
 local due, moved = tonumber(ARGV[1]), {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
     local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
     if score and tonumber(score) <= due then
         redis.call('ZREM', KEYS[1], ARGV[i])
-        redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+        redis.call('LPUSH', ARGV[i + 2], ARGV[i + 1])
         table.insert(moved, 1)
     else
         table.insert(moved, 0)
@@ -104,9 +198,29 @@ class RedisQueue:
             return []
         args: list[Any] = [self.schedule_score(now)]
         for move in moves:
-            args += [move.raw, move.message]
+            queue_key = self.queue_key
+            if move.queue != "default":  # as queues.redis_key names it
+                queue_key = f"{queue_key}.q.{move.queue}"
+            args += [move.raw, move.message, queue_key]
         flags = self._move_due_script(keys=[self.schedule_key, self.queue_key], args=args)
         return [bool(flag) for flag in flags]
+
+    def named_sizes(self, names: list[str], scan: int) -> dict[str, QueueSize]:
+        """Each named queue's depth and next message, and its jobs on the schedule.
+
+        The schedule holds every queue's jobs: the first ``scan`` are read
+        and counted by queue (``QueueSize.scheduled`` is a lower bound past that).
+        """
+        pipe = self.conn.pipeline(transaction=False)
+        for name in names:
+            key = self.queue_key if name == "default" else f"{self.queue_key}.q.{name}"
+            pipe.llen(key)
+            pipe.lindex(key, -1)  # LPUSH in, pop right: the tail is next
+        pipe.zrange(self.schedule_key, 0, scan - 1)
+        found = pipe.execute()
+        sizes = {name: QueueSize(found[2 * i], found[2 * i + 1]) for i, name in enumerate(names)}
+        _count_scheduled(sizes, found[-1])
+        return sizes
 
     @functools.cached_property
     def _move_due_script(self) -> Any:
@@ -146,17 +260,28 @@ class SqliteQueue:
         self.db: Callable[..., contextlib.AbstractContextManager[Any]] = storage.db
         self.sql: Callable[..., Any] = storage.sql
 
-    def has_queued(self) -> bool:
-        """A cheap look that takes no write lock, as Huey's dequeue starts."""
-        query = "select 1 from task where queue = ? limit 1"
-        return bool(self.sql(query, (self.name,), results=True))
+    def queue_name(self, queue: str) -> str:
+        """The ``task.queue`` value of a named queue (``queues.sqlite_name``)."""
+        return self.name if queue == "default" else f"{self.name}.q.{queue}"
 
-    def next_queued(self, curs: Any) -> tuple[int, bytes, float] | None:
+    def has_queued(self, names: Iterable[str] | None = None) -> list[str]:
+        """Which of these ``task.queue`` values have rows (Huey's queue's by default).
+
+        A cheap look that takes no write lock, as Huey's dequeue starts.
+        """
+        names = [self.name] if names is None else list(names)
+        query = " union all ".join(
+            ["select ? where exists (select 1 from task where queue = ?)"] * len(names)
+        )
+        rows = self.sql(query, [v for name in names for v in (name, name)], results=True)
+        return [row[0] for row in rows]
+
+    def next_queued(self, curs: Any, name: str | None = None) -> tuple[int, bytes, float] | None:
         """The row id, message and priority that Huey would dequeue next."""
         curs.execute(
             "select id, data, priority from task where queue = ? "
             "order by priority desc, id limit 1",
-            (self.name,),
+            (name or self.name,),
         )
         row = curs.fetchone()
         return None if row is None else (row[0], bytes(row[1]), row[2])
@@ -164,27 +289,64 @@ class SqliteQueue:
     def take(self, curs: Any, row_id: int) -> None:
         curs.execute("delete from task where id = ?", (row_id,))
 
-    def enqueue(self, curs: Any, raw: bytes, priority: float, front: bool = False) -> None:
-        """The row Huey's enqueue writes; ``front``: first in line at its priority."""
+    def enqueue(
+        self,
+        curs: Any,
+        raw: bytes,
+        priority: float,
+        front: bool = False,
+        queue: str | None = None,
+    ) -> None:
+        """The row Huey's enqueue writes; ``front``: first in line at its priority.
+
+        ``queue``: the named queue; None, the one written in the message.
+        """
         row_id = "(select coalesce(min(id), 1) - 1 from task)" if front else "null"
         curs.execute(
             f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
-            (self.name, raw, priority or 0),
+            (self.queue_name(queue or queue_of(raw)), raw, priority or 0),
         )
 
     def enqueue_all(self, curs: Any, messages: Iterable[tuple[bytes, float]]) -> int:
         """Queue messages in order, behind what is queued; returns how many."""
-        rows = [(self.name, raw, priority or 0) for raw, priority in messages]
+        rows = [(self.queue_name(queue_of(raw)), raw, priority or 0) for raw, priority in messages]
         curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
         return len(rows)
+
+    def add_to_schedule(self, curs: Any, raw: bytes, eta: datetime.datetime) -> None:
+        """The row Huey's ``add_to_schedule`` writes, for Huey's eta (naive UTC)."""
+        curs.execute(
+            "insert into schedule (queue, data, timestamp) values (?, ?, ?)",
+            (self.name, raw, eta.timestamp()),
+        )
 
     def delete_flag(self, curs: Any, key: str) -> None:
         """Delete a revoke flag (a row of Huey's key/value table)."""
         curs.execute("delete from kv where queue = ? and key = ?", (self.name, key))
 
+    def named_sizes(self, names: list[str], scan: int) -> dict[str, QueueSize]:
+        """Each named queue's depth and next message, and its jobs on the schedule."""
+        sizes = {}
+        with self.db() as curs:
+            for name in names:
+                queue = self.queue_name(name)
+                curs.execute("select count(*) from task where queue = ?", (queue,))
+                depth = curs.fetchone()[0]
+                row = self.next_queued(curs, queue) if depth else None
+                sizes[name] = QueueSize(depth, row[1] if row else None)
+            curs.execute(
+                "select data from schedule where queue = ? order by timestamp limit ?",
+                (self.name, scan),
+            )
+            _count_scheduled(sizes, [bytes(row[0]) for row in curs.fetchall()])
+        return sizes
+
     def sizes(self, curs: Any) -> tuple[int, int]:
         """How many messages are queued, and how many scheduled."""
-        curs.execute("select count(*) from task where queue = ?", (self.name,))
+        curs.execute(
+            "select count(*) from task where queue = ? or queue glob ?",
+            (self.name, f"{self.name}.q.*"),
+        )
         queued = curs.fetchone()[0]
         curs.execute("select count(*) from schedule where queue = ?", (self.name,))
         return queued, curs.fetchone()[0]
@@ -212,7 +374,7 @@ class SqliteQueue:
                 )
                 moved.append(curs.rowcount == 1)
                 if moved[-1]:
-                    self.enqueue(curs, move.message, move.priority)
+                    self.enqueue(curs, move.message, move.priority, queue=move.queue)
         return moved
 
 

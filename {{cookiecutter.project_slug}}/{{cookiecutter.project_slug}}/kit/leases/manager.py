@@ -198,7 +198,8 @@ class LeaseManager:
         ahead = self.settings.prefetch - 1 if self.store.prefetches else 0
         try:
             expires_at = now + self.settings.timeout if renew else None
-            leases = self.store.take(self.worker, expires_at, ahead)
+            pick = self.huey.queues.next_pick() if hasattr(self.huey, "queues") else None
+            leases = self.store.take(self.worker, expires_at, ahead, pick)
         except self.store.errors as exc:
             self.outage.failed(exc)
             self._take_failures += 1

@@ -80,6 +80,9 @@ class Lease:
     # Its release rides on the job history's last write for the run; if
     # that write fails, it is made again with the release.
     release_in_write: bool = False
+    # The named queue it came from (a Redis list key), to go back to; None:
+    # the queue written in the message (queues.of_raw).
+    queue: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ queue, a worker's held or ahead list, or a reaper's rescue list.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 
+from .. import queues
 from ..backends import BACKEND_ERRORS
 from ..huey_seam import REVOKE_PREFIX, TYPE_REVOKE_PREFIX, RedisQueue
+from ..queues import Pick
 from .model import Lease, Recovery
 
 # Take the next messages without blocking: renew the worker's registration
@@ -32,11 +35,51 @@ from .model import Lease, Recovery
 # a batch, neither behind another job nor with others behind it: if it is
 # what kills workers, it dies alone.
 #
-# The reply holds five items per message: the message, then each flag's key
-# and value (false, so nil in the reply, when the flags were not read).
+# The queues: KEYS[7] onwards are the named queues this worker serves,
+# heaviest first, with their weights from ARGV[8] on. Each message, the
+# first and each one taken ahead, comes from one non-empty queue: the first
+# (ARGV[6] set: strict priority), or one drawn at random in proportion to
+# the weights (queues.Pick does the same on SQLite), with Redis's generator
+# seeded by ARGV[7]. "Left" counts the messages of all of them.
+#
+# The reply holds six items per message: the message, then each flag's key
+# and value (false, so nil in the reply, when the flags were not read), then
+# the key of the queue it came from.
 _TAKE_LUA = """
 if ARGV[2] ~= '' then
     redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
+math.randomseed(tonumber(ARGV[7]))
+
+-- Each queue's length, read once and kept up to date as messages leave.
+local lengths = {}
+for i = 7, #KEYS do
+    lengths[i] = #KEYS == 7 and 1 or redis.call('LLEN', KEYS[i])
+end
+
+local function choose()
+    local found, total = {}, 0
+    for i = 7, #KEYS do
+        if lengths[i] > 0 then
+            if ARGV[6] ~= '' or #KEYS == 7 then
+                return i
+            end
+            local weight = tonumber(ARGV[i + 1])
+            table.insert(found, {i, weight})
+            total = total + weight
+        end
+    end
+    if #found == 0 then
+        return nil
+    end
+    local mark = math.random() * total
+    for _, queue in ipairs(found) do
+        mark = mark - queue[2]
+        if mark < 0 then
+            return queue[1]
+        end
+    end
+    return found[#found][1]
 end
 
 local function job_of(raw)
@@ -51,7 +94,7 @@ local function job_of(raw)
 end
 
 local reply = {}
-local function add(raw, id, name)
+local function add(raw, id, name, source)
     if id and KEYS[4] ~= '' then
         local keys = {ARGV[4] .. id, ARGV[5] .. name}
         local flags = redis.call('HMGET', KEYS[4], keys[1], keys[2])
@@ -65,29 +108,48 @@ local function add(raw, id, name)
         table.insert(reply, raw)
         for _ = 1, 4 do table.insert(reply, false) end
     end
+    table.insert(reply, source)
 end
 
-local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+local chosen = choose()
+if not chosen then
+    return false
+end
+local source = KEYS[chosen]
+local raw = redis.call('LMOVE', source, KEYS[2], 'RIGHT', 'LEFT')
 if not raw then
     return false
 end
+lengths[chosen] = lengths[chosen] - 1
 local id, name = job_of(raw)
-add(raw, id, name)
+add(raw, id, name, source)
 if not id or redis.call('HEXISTS', KEYS[6], id) == 1 then
     return reply
 end
-local most, left = tonumber(ARGV[3]), redis.call('LLEN', KEYS[1])
+local most, left = tonumber(ARGV[3]), 0
+if #KEYS == 7 then
+    lengths[7] = redis.call('LLEN', KEYS[7])
+end
+for i = 7, #KEYS do
+    left = left + lengths[i]
+end
 if left <= most then
     return reply
 end
 for _ = 1, math.min(most, math.floor(left / 2)) do
-    raw = redis.call('LINDEX', KEYS[1], -1)
+    chosen = choose()
+    if not chosen then
+        break
+    end
+    source = KEYS[chosen]
+    raw = redis.call('LINDEX', source, -1)
     id, name = job_of(raw)
     if not id or redis.call('HEXISTS', KEYS[6], id) == 1 then
         break
     end
-    redis.call('LMOVE', KEYS[1], KEYS[5], 'RIGHT', 'LEFT')
-    add(raw, id, name)
+    redis.call('LMOVE', source, KEYS[5], 'RIGHT', 'LEFT')
+    lengths[chosen] = lengths[chosen] - 1
+    add(raw, id, name, source)
 end
 return reply
 """
@@ -203,29 +265,41 @@ class RedisLeases:
     def register(self, worker: str, expires_at: float) -> None:
         self.conn.zadd(self.workers_key, {worker: expires_at})
 
-    def take(self, worker: str, expires_at: float | None, ahead: int = 0) -> list[Lease]:
+    def take(
+        self, worker: str, expires_at: float | None, ahead: int = 0, pick: Pick | None = None
+    ) -> list[Lease]:
         """Move the next message (and up to ``ahead`` more) into this worker's leases.
 
-        With ``expires_at``, the worker's registration is renewed in the
-        same round trip, before the move, so that a lease never exists
-        without a registration to expire.
+        ``pick`` says which named queues to take from (all of them empty or
+        paused: nothing); None, Huey's queue alone. With ``expires_at``, the
+        worker's registration is renewed in the same round trip, before the
+        move, so that a lease never exists without a registration to expire.
         """
         queue, key, ahead_key = self.queue, self.held_key(worker), self.ahead_key(worker)
+        pick = pick or Pick((queues.DEFAULT,), (1,), False, 0.0)
+        if not pick.names:  # every queue this worker serves is paused
+            time.sleep(queues.IDLE_POLL)
+            return []
+        sources = [queues.redis_key(queue.queue_key, name) for name in pick.names]
         keys = [
-            queue.queue_key,
+            sources[0],
             key,
             self.workers_key,
             self.flags_key,
             ahead_key,
             self.recoveries_key,
+            *sources,
         ]
         renew = "" if expires_at is None else expires_at
         args = [worker, renew, ahead, REVOKE_PREFIX, TYPE_REVOKE_PREFIX]
+        seed = int(pick.draw * 2**31)
+        args += ["1" if pick.strict else "", seed, *pick.weights]
         reply = self._take(keys=keys, args=args)
         if reply is not None:
             leases = []
-            for i in range(0, len(reply), 5):
+            for i in range(0, len(reply), 6):
                 lease = Lease(reply[i], key if i == 0 else ahead_key, prefetched=i > 0)
+                lease.queue = reply[i + 5].decode()
                 if reply[i + 1] is not None:
                     lease.revocations = {
                         reply[i + 1].decode(): reply[i + 2],
@@ -235,11 +309,15 @@ class RedisLeases:
             return leases
         if not queue.blocking:
             return []
+        if len(sources) > 1:
+            # One blocking pop cannot wait on several lists: look again soon.
+            time.sleep(queues.IDLE_POLL)
+            return []
         # Nothing queued: wait for a message as Huey's dequeue does (BRPOP
         # takes from the same end). Huey reads this job's revoke flags itself.
-        move = ("BLMOVE", queue.queue_key, key, "RIGHT", "LEFT", self._blocking_wait())
+        move = ("BLMOVE", sources[0], key, "RIGHT", "LEFT", self._blocking_wait())
         raw = self.conn.execute_command(*move)
-        return [] if raw is None else [Lease(raw, key)]
+        return [] if raw is None else [Lease(raw, key, queue=sources[0])]
 
     def _blocking_wait(self) -> float:
         """How long a take waits for a job: Huey's ``read_timeout``, within the socket's.
@@ -274,8 +352,12 @@ class RedisLeases:
     def requeue(self, lease: Lease, front: bool = False) -> bool:
         """Move a leased message back to the queue: its back, or its front."""
         end = "front" if front else "back"
-        keys = [lease.ref, self.queue.queue_key]
+        keys = [lease.ref, lease.queue or self.queue_key_of(lease.raw)]
         return bool(self._requeue(keys=keys, args=[lease.raw, end]))
+
+    def queue_key_of(self, raw: bytes) -> str:
+        """The list a message goes back to: its own named queue's."""
+        return queues.redis_key(self.queue.queue_key, queues.of_raw(raw))
 
     def bury(self, lease: Lease) -> None:
         self._bury(keys=[lease.ref, self.dead_key], args=[lease.raw])
@@ -356,7 +438,7 @@ class RedisLeases:
 
     def settle(self, lease: Lease, new_raw: bytes | None, recovery: Recovery) -> None:
         self._settle(
-            keys=[lease.ref, self.queue.queue_key, self.recoveries_key],
+            keys=[lease.ref, self.queue_key_of(lease.raw), self.recoveries_key],
             args=[lease.raw, new_raw or b"", recovery.job_id, recovery.recoveries],
         )
 

@@ -6,8 +6,10 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from .. import queues
 from ..backends import BACKEND_ERRORS
 from ..huey_seam import SqliteQueue
+from ..queues import Pick
 from .model import Lease, Recovery
 
 SQLITE_DDL = (
@@ -58,13 +60,21 @@ class SqliteLeases:
     def register(self, worker: str, expires_at: float) -> None:
         self.sql(_SQLITE_REGISTER, (self.queue, worker, expires_at), commit=True)
 
-    def take(self, worker: str, expires_at: float | None, ahead: int = 0) -> list[Lease]:
+    def take(
+        self, worker: str, expires_at: float | None, ahead: int = 0, pick: Pick | None = None
+    ) -> list[Lease]:
+        """Move the next job of the queue ``pick`` chooses into this worker's leases."""
+        pick = pick or Pick((queues.DEFAULT,), (1,), False, 0.0)
+        if not pick.names:  # every queue this worker serves is paused
+            return []
         # A cheap look first, as Huey's dequeue does, so that idle polling
         # never takes the write lock.
-        if not self.tasks.has_queued():
+        names = {self.tasks.queue_name(name): name for name in pick.names}
+        chosen = pick.choose([names[found] for found in self.tasks.has_queued(names)])
+        if chosen is None:
             return []
         with self.db(commit=True) as curs:
-            row = self.tasks.next_queued(curs)
+            row = self.tasks.next_queued(curs, self.tasks.queue_name(chosen))
             if row is None:
                 return []
             task_row, data, priority = row

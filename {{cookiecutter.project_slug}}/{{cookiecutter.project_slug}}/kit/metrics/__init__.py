@@ -60,8 +60,11 @@ from werkzeug.exceptions import TooManyRequests
 
 from ..backends import BACKEND_ERRORS
 from ..monitor import security
+from ..queues import known_queues
+from ..registry import all_jobs
 from ..state import kit_state
 from .collector import JobsCollector
+from .queues import NamedQueuesCollector
 from .recorder import Recorder
 
 __all__ = ["Recorder", "bp", "init_app"]
@@ -133,10 +136,13 @@ def metrics() -> Response:
     recorder.flush()  # this process's own counts are up to date at least
     try:
         snapshot = recorder.store.read(current_app.config["METRICS_WORKER_TTL"])
+        names = known_queues(current_app.config, all_jobs().values())
+        named = kit.backend.queue_sizes(names, scan=1)
     except BACKEND_ERRORS as exc:
         return Response(f"the job store is unreachable: {exc}\n", 503, mimetype="text/plain")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsCollector(huey, snapshot, recorder, current_app.config["QUEUE_NAME"]))
+    registry.register(NamedQueuesCollector(named))  # per named queue (queues.py)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(registry), 200, headers={"Content-Type": content_type})
 

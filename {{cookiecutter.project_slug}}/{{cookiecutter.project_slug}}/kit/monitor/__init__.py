@@ -13,7 +13,7 @@ are in ``views.py`` and ``operations.py``, the JSON API in ``api.py``,
 formatting helpers in ``present.py``.
 """
 
-from . import api, operations, views  # noqa: F401 - importing them registers their routes
+from . import api, operations, queues, views  # noqa: F401 - importing them registers their routes
 from .blueprint import bp
 
 __all__ = ["bp"]

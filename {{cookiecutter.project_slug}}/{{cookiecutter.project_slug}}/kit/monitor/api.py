@@ -11,7 +11,7 @@ from flask import Response, abort, jsonify
 from ..history import model
 from .blueprint import bp
 from .operations import job_extras, running_extras
-from .views import history, list_filters, query_list, redacted
+from .views import history, list_filters, query_list, queue_depths, redacted
 
 
 @bp.get("/api/counts")
@@ -29,6 +29,7 @@ def api_counts() -> Response:
 def api_overview() -> Response:
     data = history().overview()
     data["workers"] = history().workers()
+    data["queue_depths"] = queue_depths()
     return jsonify(data)
 
 

@@ -124,6 +124,8 @@ def describe_target(target: str) -> str:
         return "the whole queue"
     if target.startswith("job:"):
         return f"job name {target[4:]}"
+    if target.startswith("queue:"):
+        return f"queue {target[6:]}"
     if target == "failed":
         return "failed jobs"
     return target

@@ -20,7 +20,7 @@ from flask import (
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import job_ids, registry
+from .. import job_ids, queues, registry
 from ..history import History, model
 from ..queue import AlreadyRetried, QueueUnavailable, UnknownJob, enqueue
 from ..state import kit_state
@@ -140,7 +140,15 @@ def overview() -> str:
         chart=present.chart(data["per_minute"]),
         workers_alive=sum(1 for w in workers if w["alive"]),
         workers_total=len(workers),
+        queue_depths=queue_depths(),
     )
+
+
+def queue_depths() -> dict[str, int]:
+    """How many jobs wait in each named queue (kit/queues.py)."""
+    names = queues.known_queues(current_app.config, registry.all_jobs().values())
+    sizes = kit_state().backend.queue_sizes(names, scan=1)
+    return {name: sizes[name].depth for name in names}
 
 
 @bp.get("/jobs/<status>")
@@ -161,6 +169,8 @@ def job_list(status: str) -> str:
         filters=filters,
         workers=workers,
         job_names=sorted(set(registry.all_jobs()) | ({filters["name"]} - {None})),
+        queue_names=queues.known_queues(current_app.config, registry.all_jobs().values()),
+        job_queues={job.name: job.queue for job in registry.all_jobs().values()},
         counts=history().counts(),
     )
 
@@ -171,6 +181,8 @@ def query_list(status: str, filters: dict[str, Any]) -> tuple[list, Any, int | N
     A text search (failed jobs only) reads records newest first within a
     budget, so it reports how many it ``examined`` instead of a ``total``.
     """
+    if filters["queue"] and not filters["name"] and not filters["q"]:
+        return queue_page(status, filters)
     if filters["q"]:
         rows, cursor, examined = history().search_failed(
             filters["q"],
@@ -186,13 +198,33 @@ def query_list(status: str, filters: dict[str, Any]) -> tuple[list, Any, int | N
     return rows, cursor, total, None
 
 
+def queue_page(status: str, filters: dict[str, Any]) -> tuple[list, Any, None, int]:
+    """A page of the jobs whose job waits in the named queue ``filters["queue"]``.
+
+    Records keep the job name, not the queue: pages are read newest first
+    and their rows kept by job name, within MONITOR_SEARCH_SCAN_LIMIT records.
+    """
+    names = {job.name for job in registry.all_jobs().values() if job.queue == filters["queue"]}
+    rows: list = []
+    cursor, examined = filters["cursor"], 0
+    while len(rows) < filters["limit"] and examined < setting("MONITOR_SEARCH_SCAN_LIMIT"):
+        page, cursor, _ = history().page(status, None, cursor, filters["limit"])
+        examined += len(page)
+        rows += [row for row in page if row["name"] in names]
+        if cursor is None:
+            break
+    return rows, cursor, None, examined
+
+
 def list_filters(status: str) -> dict[str, Any]:
-    """The list's filters from the query string: name, text, page position."""
+    """The list's filters from the query string: name, queue, text, page position."""
     name = (request.args.get("name") or "").strip()[:200] or None
+    queue = (request.args.get("queue") or "").strip()[:64] or None
     q = (request.args.get("q") or "").strip()[:200] if status == model.FAILED else ""
     size = setting("MONITOR_PAGE_SIZE")
     return {
         "name": name,
+        "queue": queue,
         "q": q or None,
         "cursor": request.args.get("cursor") or None,
         "limit": clamp(request.args.get("limit"), size, 1, max(size, 200)),
