@@ -10,7 +10,6 @@ instead (``delays.py``): 202 with ``"status": "scheduled"`` and its ``eta``.
 """
 
 import datetime
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
