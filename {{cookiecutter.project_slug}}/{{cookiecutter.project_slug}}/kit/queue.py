@@ -337,8 +337,13 @@ def dispatch(
     if kit.metrics is not None:
         kit.metrics.count("enqueued", name)
     # One line links the request (its id) to the job it queued (the job's id).
-    with job_log_context(name, task.id, request_id=meta["request_id"]):
-        log.info("queued%s", f" (a retry of {retry_of})" if retry_of else "")
+    # Its fields are given here, cheaper than a job_log_context() around it.
+    job_fields = {"job": f"{name}:{task.id}", "job_name": name, "job_id": task.id}
+    log.info(
+        "queued%s",
+        f" (a retry of {retry_of})" if retry_of else "",
+        extra={**job_fields, "attempt": None, "request_id": meta["request_id"]},
+    )
     return Dispatched(task.id, created=True, eta=run_at)
 
 
