@@ -25,7 +25,14 @@ from pathlib import Path
 import pytest
 
 from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT
-from support import AUTHORIZATION, descendants, free_port, unique_queue_name, wait_for
+from support import (
+    AUTHORIZATION,
+    SECRET_KEY,
+    descendants,
+    free_port,
+    unique_queue_name,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -57,7 +64,7 @@ class Deployment:
     def write_dotenv(self) -> None:
         lines = [
             f"REDIS_URL=redis://:{PASSWORD}@127.0.0.1:{self.redis_port}/3",
-            "FLASK_SECRET_KEY=entry-points-secret-key-0123456789",
+            f"FLASK_SECRET_KEY={SECRET_KEY}",
             f"FLASK_QUEUE_NAME={self.queue}",
             f"FLASK_MONITOR_USERNAME={MONITOR[0]}",
             f"FLASK_MONITOR_PASSWORD={MONITOR[1]}",

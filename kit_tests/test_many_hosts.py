@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT, Stack, _answers
-from support import descendants, free_port, wait_for
+from support import SECRET_KEY, descendants, free_port, wait_for
 from test_reliability import LEASES, RECOVERY_BOUND, runs
 
 MONITOR = ("admin", "many-hosts-password")
@@ -137,7 +137,7 @@ def machines(redis_url, tmp_path):
         FLASK_JOB_MODULES=json.dumps(["reliability_jobs"]),
         FLASK_MONITOR_USERNAME=MONITOR[0],
         FLASK_MONITOR_PASSWORD=MONITOR[1],
-        FLASK_SECRET_KEY="many-hosts-secret",
+        FLASK_SECRET_KEY=SECRET_KEY,
         RELIABILITY_LOG=str(tmp_path / "runs.log"),
         **LEASES,
         **HEARTBEATS,
