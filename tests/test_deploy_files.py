@@ -109,7 +109,9 @@ def test_dockerfile_healthcheck_runs_python_urllib_on_healthz_without_a_shell(
 def test_dockerfile_installs_the_locked_versions(default_project):
     runs = [
         arguments
-        for keyword, arguments in dockerfile_instructions(default_project.read("Dockerfile"))
+        for keyword, arguments in dockerfile_instructions(
+            default_project.read("Dockerfile")
+        )
         if keyword == "RUN"
     ]
 
@@ -224,7 +226,9 @@ def test_compose_web_runs_gunicorn(default_project):
 
 @pytest.mark.parametrize("name", DOCKER_VARIANTS)
 def test_compose_file_matches_the_compose_spec(bake, name):
-    result = linters.check_jsonschema(bake(name).path, "compose-spec", "docker-compose.yml")
+    result = linters.check_jsonschema(
+        bake(name).path, "compose-spec", "docker-compose.yml"
+    )
 
     assert result.returncode == 0, result.stdout
 
@@ -284,7 +288,9 @@ def test_workflow_tests_every_python_from_the_chosen_minimum(bake, name):
 
     assert job["strategy"]["matrix"]["python-version"] == expected
     assert expected[-1] == "3.13"
-    setup = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")]
+    setup = [
+        s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")
+    ]
     assert setup[0]["with"]["python-version"] == "${{ matrix.python-version }}"
 
 
