@@ -131,36 +131,65 @@ def test_the_template_suite_runs_on_the_locked_versions(default_project):
 
 # -- the lowest allowed versions ----------------------------------------------
 
+KIT_TESTS = ROOT / "kit_tests"
 
-@pytest.mark.generated
-def test_the_lowest_allowed_versions_pass_the_projects_tests(default_project, tmp_path):
-    """Every direct dependency at the lowest version pyproject.toml allows.
 
-    One run, of the generated project's fast tests: a lower bound that is too
-    low shows up as an import error or a failing test here.
+@pytest.fixture(scope="module")
+def lowest_python(bake, tmp_path_factory) -> str:
+    """A venv with every direct dependency at the lowest version allowed.
+
+    ``uv pip install --resolution lowest-direct`` of the project's runtime
+    and dev dependencies; then hypothesis, which only the kit's tests use,
+    at its newest.
     """
     uv = linters.venv_tool("uv")
-    venv = tmp_path / "lowest"
+    venv = tmp_path_factory.mktemp("lowest") / "venv"
     python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    hypothesis = dev_requirements()["hypothesis"]
     for command in (
         [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
         [uv, "pip", "install", "--quiet", "--python", str(python),
          "--resolution", "lowest-direct", "-r", "pyproject.toml", "--extra", "dev"],
+        [uv, "pip", "install", "--quiet", "--python", str(python), hypothesis],
     ):  # fmt: skip
         installed = subprocess.run(
             command,
-            cwd=default_project.path,
+            cwd=bake("default").path,
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
         assert installed.returncode == 0, installed.stderr
+    return str(python)
 
-    result = run_in_project(
+
+@pytest.mark.generated
+def test_the_lowest_allowed_versions_pass_the_projects_and_the_kits_tests(
+    default_project, lowest_python
+):
+    """One run of the fast tests (no real worker processes) of both suites.
+
+    A lower bound that is too low shows up as an import error or a failing
+    test here: this is how openapi-spec-validator>=0.7.1 and apispec>=6.8.3
+    were found.
+    """
+    project_tests = run_in_project(
         default_project.path,
         "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-        python=str(python),
+        python=lowest_python,
     )  # fmt: skip
+    assert_succeeded(project_tests)
 
-    assert_succeeded(result)
+    kit_tests = run_in_project(
+        default_project.path,
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+        "-c", str(KIT_TESTS / "pytest.ini"), "--rootdir", str(KIT_TESTS),
+        str(KIT_TESTS),
+        python=lowest_python,
+        env={"KIT_PROJECT_ROOT": str(default_project.path)},
+    )  # fmt: skip
+    assert_succeeded(kit_tests)
+    # The closing lines ("N passed, ..."), for the log.
+    print(project_tests.stdout.strip().splitlines()[-1])
+    print(kit_tests.stdout.strip().splitlines()[-1])
