@@ -19,6 +19,11 @@ client. No worker runs, so this measures dispatch only; Redis is flushed
 before every cell. Each round visits every app, in a rotating order;
 ratios are medians of per-round ratios.
 
+Each cell also records the CPU time its gunicorn processes and redis-server
+used per request. On a busy machine req/s swings with the neighbours' load;
+CPU per request hardly does, and its ratio is what req/s tends to once the
+app alone saturates the cores.
+
     python benchmarks/http_dispatch.py [--rounds 5] [--duration 10] [--connections 8]
 """
 
@@ -217,14 +222,24 @@ def main() -> None:
             else:
                 run_python_client(target, 2, args.connections)
             conn.flushdb()
+            group = servers[name][1].pid
+            web_before = c.group_cpu_seconds(group)
+            redis_before = c.redis_counters(conn)[1]
             if use_wrk:
                 cell = run_wrk(target, args.duration, args.connections, str(script))
             else:
                 cell = run_python_client(target, args.duration, args.connections)
+            web_after = c.group_cpu_seconds(group)
+            redis_after = c.redis_counters(conn)[1]
+            requests = max(cell["requests"], 1)
+            cell["web_us"] = (web_after - web_before) / requests * 1e6
+            cell["redis_us"] = (redis_after - redis_before) / requests * 1e6
             results[name].append(cell)
             print(
                 f"round {round_no + 1} {name:<22} {cell['rps']:7.0f} req/s"
                 f"  p50 {cell['p50']:6.2f} ms  p99 {cell['p99']:6.2f} ms"
+                f"  CPU/req web {cell['web_us']:4.0f} us"
+                f" redis {cell['redis_us']:3.0f} us"
                 f"  non-2xx {cell['non2xx']} {cell['errors']}",
                 flush=True,
             )
@@ -240,14 +255,14 @@ def main() -> None:
                 ", ".join(c.fmt(x["rps"]) for x in cells),
                 c.fmt(c.median(x["p50"] for x in cells), 2),
                 c.fmt(c.median(x["p99"] for x in cells), 2),
+                c.fmt(c.median(x["web_us"] for x in cells)),
+                c.fmt(c.median(x["redis_us"] for x in cells)),
                 str(sum(x["non2xx"] for x in cells)),
             ]
         )
-    print(
-        c.table(
-            ["app", "req/s (median)", "rounds", "p50 ms", "p99 ms", "non-2xx"], rows
-        )
-    )
+    header = ["app", "req/s (median)", "rounds", "p50 ms", "p99 ms"]
+    header += ["web CPU us/req", "Redis CPU us/req", "non-2xx"]
+    print(c.table(header, rows))
     print()
 
     def ratio(a: str, b: str) -> list[float]:
@@ -270,6 +285,14 @@ def main() -> None:
             ]
         )
     print(c.table(["req/s ratio", "median of rounds", "range"], ratio_rows))
+
+    def cpu(name: str) -> float:
+        return c.median(x["web_us"] + x["redis_us"] for x in results[name])
+
+    print(
+        f"\nCPU per request (web + Redis), minimal / kit: "
+        f"**{cpu('minimal') / cpu('kit'):.2f}**"
+    )
     kit_ok = c.median(ratio("kit", "minimal")) >= 0.80
     verdict = "met" if kit_ok else "missed"
     print(f"\nGoal (kit >= 0.80 x minimal, same gunicorn flags): {verdict}")

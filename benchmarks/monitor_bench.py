@@ -28,6 +28,7 @@ import base64
 import os
 import platform
 import random
+import secrets
 import shutil
 import socket
 import statistics
@@ -211,7 +212,7 @@ def main() -> None:
         app = create_app(
             {
                 "REDIS_URL": url,
-                "SECRET_KEY": "bench",
+                "SECRET_KEY": secrets.token_hex(32),  # a weak key keeps the monitor off
                 "MONITOR_USERNAME": USER,
                 "MONITOR_PASSWORD": PASSWORD,
                 "JOBS_API_KEYS": {"bench": {"key": API_KEY, "jobs": ["*"]}},

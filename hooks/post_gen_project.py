@@ -24,7 +24,12 @@ RUN_BY_COOKIECUTTER = bool("{{ cookiecutter.get('_output_dir', '') }}")
 # cruft commands that render the template again for a project that exists.
 CRUFT_RERENDERS = {"update", "diff"}
 
-DOCKER_FILES = ("Dockerfile", "docker-compose.yml", ".dockerignore")
+DOCKER_FILES = (
+    "Dockerfile",
+    "docker-compose.yml",
+    "docker-compose.sentinel.yml",
+    ".dockerignore",
+)
 WORKER_COMMAND = f"python -m {PROJECT_SLUG}.worker"
 
 

@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 # The jobs API refuses requests without a key: every app the tests build has
 # this one, for every job (conftest.py sets FLASK_JOBS_API_KEYS), and every
 # test client sends it. Tests of the keys themselves configure their own.
+# A strong secret key, as the monitor requires outside debug mode.
+SECRET_KEY = "kit-tests-" + "0123456789abcdef" * 2 + "-signing-key"
 API_KEY = "kit-tests-api-key-0123456789"
 API_KEYS = {"tests": {"key": API_KEY, "jobs": ["*"]}}
 AUTHORIZATION = f"Bearer {API_KEY}"

@@ -153,7 +153,7 @@ def test_dispatch_is_a_503_when_redis_is_unreachable(unreachable_app):
 
 
 def test_status_is_a_503_when_redis_is_unreachable(unreachable_app):
-    response = unreachable_app.test_client().get("/jobs/some-id")
+    response = unreachable_app.test_client().get("/jobs/00000000-0000-4000-8000-000000000000")
 
     assert response.status_code == 503
 

@@ -3,13 +3,15 @@
 import base64
 import json
 import logging
+import time
 
 import pytest
 
 from acme_jobs import create_app
 from acme_jobs.kit.api_keys import InvalidKeys, parse_keys
+from acme_jobs.kit.state import kit_state
 from conftest import CI_SECRET, GREETER_SECRET, TEST_KEYS
-from support import bearer, pending, without_key
+from support import SECRET_KEY, bearer, pending, without_key
 
 PESSOA = {"nome": "João", "idade": 30}
 IMPORT = {"pessoas": [PESSOA], "atraso": 0}
@@ -255,6 +257,32 @@ def test_an_address_that_keeps_guessing_gets_429_even_with_a_valid_key(three_tri
     assert 0 < int(response.headers["Retry-After"]) <= 600
 
 
+def test_a_right_key_dispatches_without_reading_the_shared_count(api_app, monkeypatch):
+    app = api_app()
+    store = kit_state(app).login_throttle.store
+    reads = []
+    count = store.failures
+    monkeypatch.setattr(store, "failures", lambda *args: reads.append(args) or count(*args))
+
+    response = app.test_client().post("/jobs/testGreet", json=PESSOA, headers=bearer(CI_SECRET))
+
+    assert response.status_code == 202
+    assert reads == []
+
+
+def test_guesses_counted_by_other_web_processes_lock_the_address_out_here(api_app):
+    app = api_app(MONITOR_LOGIN_ATTEMPTS=3, MONITOR_LOGIN_WINDOW=600)
+    store = kit_state(app).login_throttle.store
+    for _ in range(3):  # as other processes write them, into the shared store
+        store.add_failure("127.0.0.1", time.time(), 600, 3)
+    client = without_key(app.test_client())
+
+    wrong = client.post("/jobs/testGreet", json=PESSOA, headers=bearer("guess" * 4))
+    right = client.post("/jobs/testGreet", json=PESSOA, headers=bearer(CI_SECRET))
+
+    assert (wrong.status_code, right.status_code) == (429, 429)
+
+
 def test_guessing_from_one_address_does_not_lock_out_another(three_tries):
     guess(three_tries)
 
@@ -328,7 +356,7 @@ def test_a_job_queued_in_open_mode_records_no_key(api_app):
 
 
 def test_the_monitor_job_page_shows_the_key_that_queued_the_job(api_app):
-    app = api_app(MONITOR_USERNAME="admin", MONITOR_PASSWORD="pw", SECRET_KEY="s" * 32)
+    app = api_app(MONITOR_USERNAME="admin", MONITOR_PASSWORD="pw", SECRET_KEY=SECRET_KEY)
     client = without_key(app.test_client())
     job_id = client.post("/jobs/testGreet", json=PESSOA, headers=bearer(GREETER_SECRET)).json["id"]
     basic = base64.b64encode(b"admin:pw").decode()

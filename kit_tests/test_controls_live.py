@@ -14,7 +14,7 @@ import pytest
 
 from acme_jobs import create_app
 from conftest import KIT_PYTHONPATH
-from support import wait_for
+from support import SECRET_KEY, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ QUICK = {
     "FLASK_PAUSE_CHECK_INTERVAL": "0.2",
     "FLASK_JOB_MODULES": json.dumps(["control_jobs"]),
     "PYTHONPATH": KIT_PYTHONPATH,
-    "FLASK_SECRET_KEY": "a-secret-key-for-tests",
+    "FLASK_SECRET_KEY": SECRET_KEY,
     "FLASK_MONITOR_USERNAME": USERNAME,
     "FLASK_MONITOR_PASSWORD": PASSWORD,
 }

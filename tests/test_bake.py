@@ -9,7 +9,12 @@ import pytest
 from variants import PACKAGE_TEMPLATE, TEMPLATE_JSON, VARIANTS
 
 ALL_VARIANTS = list(VARIANTS)
-DOCKER_FILES = ("Dockerfile", "docker-compose.yml", ".dockerignore")
+DOCKER_FILES = (
+    "Dockerfile",
+    "docker-compose.yml",
+    "docker-compose.sentinel.yml",
+    ".dockerignore",
+)
 GITHUB_FILES = (".github/workflows/ci.yml", ".github/dependabot.yml")
 CORE_FILES = (
     "pyproject.toml",

@@ -13,6 +13,7 @@ import yaml
 from variants import ACTIONS_VARIANTS, DOCKER_VARIANTS, TEMPLATE_JSON, worker_command
 
 WORKFLOW = ".github/workflows/ci.yml"
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.sentinel.yml")
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -165,6 +166,21 @@ def compose(baked) -> dict:
     return yaml.safe_load(baked.read("docker-compose.yml"))
 
 
+def test_sentinel_override_adds_a_replica_and_three_sentinels(default_project):
+    override = yaml.safe_load(default_project.read("docker-compose.sentinel.yml"))
+    services = override["services"]
+
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    sentinels = [name for name in services if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    assert all("sentinel monitor mymaster redis 6379 2" in services[name]["command"][2]
+               for name in sentinels)  # fmt: skip
+    for app in ("web", "worker"):
+        found = services[app]["environment"]["FLASK_REDIS_SENTINELS"].split(",")
+        assert found == [f"{name}:26379" for name in sentinels]
+
+
 def test_compose_defines_redis_web_and_worker(default_project):
     services = compose(default_project)["services"]
 
@@ -225,12 +241,13 @@ def test_compose_web_runs_gunicorn(default_project):
 
 
 @pytest.mark.parametrize("name", DOCKER_VARIANTS)
-def test_compose_file_matches_the_compose_spec(bake, name):
-    result = linters.check_jsonschema(
-        bake(name).path, "compose-spec", "docker-compose.yml"
-    )
+def test_compose_files_match_the_compose_spec(bake, name):
+    baked = bake(name)
 
-    assert result.returncode == 0, result.stdout
+    for file in COMPOSE_FILES:
+        result = linters.check_jsonschema(baked.path, "compose-spec", file)
+
+        assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize("name", DOCKER_VARIANTS)

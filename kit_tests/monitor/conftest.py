@@ -8,13 +8,13 @@ so every record the monitor shows was written by the real history code.
 import pytest
 
 from acme_jobs import create_app
-from support import unique_queue_name
+from support import SECRET_KEY, unique_queue_name
 
 from .monitor_helpers import PASSWORD, USERNAME, MonitorClient
 
 SETTINGS = {
     "TESTING": True,
-    "SECRET_KEY": "a-secret-key-for-tests",
+    "SECRET_KEY": SECRET_KEY,
     "MONITOR_USERNAME": USERNAME,
     "MONITOR_PASSWORD": PASSWORD,
 }

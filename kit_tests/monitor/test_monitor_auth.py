@@ -7,7 +7,8 @@ import time
 import pytest
 
 from acme_jobs import create_app
-from acme_jobs.kit.monitor.security import LoginThrottle
+from acme_jobs.kit.monitor.throttle import LoginThrottle
+from support import SECRET_KEY
 
 from .monitor_helpers import PASSWORD, USERNAME, MonitorClient
 
@@ -20,7 +21,7 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 def app_with(tmp_path, **settings):
-    base = {"TESTING": True, "SECRET_KEY": "k", "REDIS_URL": None}
+    base = {"TESTING": True, "SECRET_KEY": SECRET_KEY, "REDIS_URL": None}
     return create_app({**base, "SQLITE_PATH": str(tmp_path / "q.db"), **settings})
 
 

@@ -14,6 +14,8 @@ import urllib.request
 
 import pytest
 
+from support import SECRET_KEY
+
 from .monitor_helpers import PASSWORD, PESSOA, USERNAME
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ def stack(request, start_stack, monkeypatch):
     # Both processes read their settings from the environment.
     monkeypatch.setenv("FLASK_MONITOR_USERNAME", USERNAME)
     monkeypatch.setenv("FLASK_MONITOR_PASSWORD", PASSWORD)
-    monkeypatch.setenv("FLASK_SECRET_KEY", "a-secret-key-for-tests")
+    monkeypatch.setenv("FLASK_SECRET_KEY", SECRET_KEY)
     if request.param == "redis":
         return start_stack(redis_url=request.getfixturevalue("redis_url"))
     return start_stack()

@@ -39,8 +39,9 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from . import registry
+from .backends import BACKEND_ERRORS
 from .monitor import present
-from .monitor.security import LoginThrottle
+from .monitor.throttle import LoginThrottle
 from .state import KitState, kit_state
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ ALL_JOBS = "*"
 # Shorter secrets are refused at startup: they could be guessed.
 MIN_SECRET_LENGTH = 16
 CHALLENGE = 'Bearer realm="jobs"'
+# Locked-out addresses a web process remembers (the oldest are forgotten first).
+MAX_LOCKOUTS = 10_000
 
 # What ``GET /jobs/<id>`` shows without a key that may read the job: never the
 # payload, the result, the traceback or the worker's host name.
@@ -202,17 +205,21 @@ def guard() -> Response | None:
 
 
 def authenticate(kit: KitState, header: str, address: str) -> tuple[ApiKey | None, Response | None]:
-    """(the key the header names, None), or (None, a 401 or 429 refusal)."""
-    throttle: LoginThrottle = kit.login_throttle
-    now = time.monotonic()
-    # Checked before the key, or a throttled guesser would still learn when it is right.
-    wait = throttle.wait(address, now)
-    if wait > 0:
-        response = refuse(
-            429, "too_many_attempts", "too many unknown keys from this address: try again later"
-        )
-        response.headers["Retry-After"] = str(math.ceil(wait))
-        return None, response
+    """(the key the header names, None), or (None, a 401 or 429 refusal).
+
+    Unknown keys count as failed sign-ins in the queue's backend, shared by
+    every web process (monitor/throttle.py). Only a refusal reads that count:
+    a dispatch with a right key makes no extra round trip. A process that has
+    seen an address locked out refuses it, right key or not, until its time is
+    up; another process may still let a right key through meanwhile, which
+    teaches a guesser nothing it could use: API keys are long random secrets.
+    """
+    now = time.time()  # shared with other processes: wall-clock time
+    until = kit.api_lockouts.get(address)
+    if until is not None:
+        if now < until:
+            return None, too_many_attempts(until - now)
+        del kit.api_lockouts[address]
     scheme, _, secret = header.partition(" ")
     found = None
     if scheme.lower() == "bearer":
@@ -220,13 +227,37 @@ def authenticate(kit: KitState, header: str, address: str) -> tuple[ApiKey | Non
         for key in kit.api_keys:  # every key is compared: the time says nothing about which matched
             if hmac.compare_digest(given, key.digest):
                 found = key
-    if found is None:
-        throttle.failed(address, now)
-        log.warning("refused an unknown jobs API key from %s", address)
-        response = refuse(401, "invalid_api_key", "the API key is unknown")
-        response.headers["WWW-Authenticate"] = f'{CHALLENGE}, error="invalid_token"'
-        return None, response
-    return found, None
+    if found is not None:
+        return found, None
+    log.warning("refused an unknown jobs API key from %s", address)
+    throttle: LoginThrottle = kit.login_throttle
+    try:
+        wait, wait_after = throttle.count(address, now)
+    except BACKEND_ERRORS:
+        wait, wait_after = 0.0, 0.0  # uncounted while the backend is down; refused anyway
+    if wait_after > 0:
+        remember_lockout(kit, address, now + wait_after)
+    if wait > 0:
+        return None, too_many_attempts(wait)
+    response = refuse(401, "invalid_api_key", "the API key is unknown")
+    response.headers["WWW-Authenticate"] = f'{CHALLENGE}, error="invalid_token"'
+    return None, response
+
+
+def remember_lockout(kit: KitState, address: str, until: float) -> None:
+    lockouts = kit.api_lockouts
+    lockouts.pop(address, None)  # re-inserted last: the newest
+    lockouts[address] = until
+    while len(lockouts) > MAX_LOCKOUTS:
+        del lockouts[next(iter(lockouts))]
+
+
+def too_many_attempts(wait: float) -> Response:
+    response = refuse(
+        429, "too_many_attempts", "too many unknown keys from this address: try again later"
+    )
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
 
 
 def refuse(status: int, code: str, message: str) -> Response:

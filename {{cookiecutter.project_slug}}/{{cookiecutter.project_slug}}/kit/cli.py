@@ -1,4 +1,5 @@
-"""``flask jobs``: list the registered jobs, queue one from a shell, print the OpenAPI document."""
+"""``flask jobs``: list the registered jobs, queue one from a shell, read a job by
+its id, print the OpenAPI document."""
 
 import json
 
@@ -6,9 +7,12 @@ import click
 from flask import Blueprint, current_app
 from marshmallow import ValidationError
 
-from . import openapi, registry
+from . import job_ids, openapi, payloads, registry
+from .backends import BACKEND_ERRORS
 from .jobs_api import describe
 from .queue import QueueUnavailable, UnknownJob, enqueue
+from .redaction import redact
+from .state import kit_state
 
 bp = Blueprint("jobs_cli", __name__, cli_group="jobs")
 
@@ -41,9 +45,9 @@ def enqueue_command(name: str, payload: str) -> None:
     Example: flask jobs enqueue jobModelo '{"nome": "João", "idade": 30}'
     """
     try:
-        data = json.loads(payload)
-    except ValueError as exc:
-        raise click.ClickException(f"PAYLOAD is not valid JSON: {exc}") from exc
+        data = payloads.parse(payload)
+    except payloads.Refused as exc:
+        raise click.ClickException(f"PAYLOAD is refused ({exc.code}): {exc}") from exc
     if not isinstance(data, dict):
         raise click.ClickException("PAYLOAD must be a JSON object")
     try:
@@ -58,6 +62,30 @@ def enqueue_command(name: str, payload: str) -> None:
         raise click.ClickException("invalid payload:\n" + "\n".join(lines)) from exc
     except QueueUnavailable as exc:
         raise click.ClickException(f"the queue is unreachable, nothing was queued: {exc}") from exc
+
+
+@bp.cli.command("status")
+@click.argument("job_id")
+def status_command(job_id: str) -> None:
+    """Print the job JOB_ID as JSON: its status, payload and result (redacted).
+
+    Example: flask jobs status 3f1c2b9e-6d0a-4e8f-9b7c-1a2b3c4d5e6f
+    """
+    # Checked before any storage key is built from it (see job_ids.py).
+    if not job_ids.is_job_id(job_id):
+        raise click.ClickException(
+            f"{job_ids.shown(job_id)} is not a job id: ids are UUIDs, as enqueue prints them"
+        )
+    try:
+        record = kit_state().history.get(job_id)
+    except BACKEND_ERRORS as exc:
+        raise click.ClickException(f"the job store is unreachable: {exc}") from exc
+    if record is None:
+        raise click.ClickException(f"no job has the id {job_id}")
+    hidden = current_app.config["MONITOR_REDACT_KEYS"]
+    record["payload"] = redact(record.get("payload"), hidden)
+    record["result"] = redact(record.get("result"), hidden)
+    click.echo(json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True, default=str))
 
 
 def _flatten(messages: dict | list) -> list[tuple[str, list]]:

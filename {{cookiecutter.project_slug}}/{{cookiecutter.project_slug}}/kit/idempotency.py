@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from .huey_seam import RedisQueue
 
 HEADER = "Idempotency-Key"
+ENVIRON_KEY = "HTTP_IDEMPOTENCY_KEY"
 # Long enough for a UUID, a ULID or a hash with a prefix; short enough to
 # keep as a Redis key or a SQLite primary key.
 MAX_LENGTH = 255
@@ -64,14 +65,16 @@ class KeyHeld(Exception):
         self.value = value
 
 
-def from_headers(headers: Any) -> str | None:
-    """The request's ``Idempotency-Key``, or None; :class:`InvalidIdempotencyKey` if malformed."""
-    values = headers.getlist(HEADER)
-    if not values:
+def from_environ(environ: dict[str, Any]) -> str | None:
+    """The request's ``Idempotency-Key``, or None; :class:`InvalidIdempotencyKey` if malformed.
+
+    Read from the WSGI environ, cheaper than the parsed headers. A server
+    joins repeated headers with commas, which no bare key may hold.
+    """
+    value = environ.get(ENVIRON_KEY)
+    if value is None:
         return None
-    if len(values) > 1:
-        raise InvalidIdempotencyKey(f"send one {HEADER} header, not {len(values)}")
-    value = values[0].strip(" \t")
+    value = value.strip(" \t")
     if quoted := QUOTED.fullmatch(value):
         value = re.sub(r"\\(.)", r"\1", quoted[1])
     elif not BARE.fullmatch(value):

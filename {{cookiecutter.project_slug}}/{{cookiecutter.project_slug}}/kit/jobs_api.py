@@ -7,22 +7,24 @@ and so does a request sent again with its ``Idempotency-Key`` (idempotency.py).
 Every request is checked against the API keys first (``api_keys.py``).
 """
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api_http, api_keys, idempotency, registry
+from . import api_http, api_keys, idempotency, job_ids, payloads, registry
 from .backends import BACKEND_ERRORS
-from .queue import QueueUnavailable
+from .queue import NotReplicated, QueueUnavailable
 from .queue import dispatch as dispatch_job
 from .state import kit_state
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 # OPTIONS answers list the methods of the resource, not of the URL shape.
 bp.after_app_request(api_http.narrow_options_allow)
+# A browser may dispatch only from this site's pages (see api_http.py);
+# checked first, so a forged request never counts as a failed sign-in.
+bp.before_request(api_http.refuse_cross_site)
 # API keys: who may dispatch and read which jobs (see api_keys.py).
 bp.record_once(api_keys.setup)
 bp.before_request(api_keys.guard)
@@ -48,7 +50,7 @@ def dispatch(name: str) -> tuple[Response, int]:
             404, "unknown_job", f"no job is called {name!r}", jobs=list(registry.all_jobs())
         )
     try:
-        idempotency_key = idempotency.from_headers(request.headers)
+        idempotency_key = idempotency.from_environ(request.environ)
     except idempotency.InvalidIdempotencyKey as exc:
         return error(400, "invalid_idempotency_key", str(exc))
     try:
@@ -59,9 +61,10 @@ def dispatch(name: str) -> tuple[Response, int]:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         return error(413, "payload_too_large", f"the body is over {limit} bytes")
     try:
-        payload = json.loads(body, parse_float=api_http.json_number)
-    except ValueError as exc:  # also covers bytes that are not UTF-8
-        return error(400, "invalid_json", f"the body is not valid JSON: {exc}")
+        # Refuses nesting too deep and lone surrogates too (see payloads.py).
+        payload = payloads.parse(body)
+    except payloads.Refused as exc:
+        return error(400, exc.code, str(exc))
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
@@ -77,13 +80,26 @@ def dispatch(name: str) -> tuple[Response, int]:
         )
     except idempotency.IdempotencyKeyReused as exc:
         return error(422, "idempotency_key_reused", str(exc))
+    except NotReplicated:
+        # REDIS_WAIT_REPLICAS: on the master, not yet safe from its loss.
+        response, status = error(
+            503,
+            "not_replicated",
+            "the job was queued but not copied to enough Redis replicas in time; it may "
+            "or may not run: send it again with the same Idempotency-Key to find out",
+        )
+        response.headers["Retry-After"] = "1"
+        return response, status
     except QueueUnavailable:
         response, status = error(
             503, "queue_unavailable", "the job queue is unreachable; nothing was queued, try again"
         )
         response.headers["Retry-After"] = "5"
         return response, status
-    url = status_url(dispatched.id)
+    # Built by hand: url_for(_external=True) converts the whole URL again
+    # (IDNA and all), which costs as much as the rest of the response.
+    path = f"{request.root_path}{bp.url_prefix}/{dispatched.id}"
+    url = f"{request.scheme}://{request.host}{path}"
     body = {"id": dispatched.id, "name": name, "status": "queued", "status_url": url}
     code = 202
     if not dispatched.created:
@@ -95,10 +111,9 @@ def dispatch(name: str) -> tuple[Response, int]:
         body.update(status=record.get("status", "queued"), duplicate=True)
         code = 200
     response = jsonify(body)
-    # The same URL without scheme and host, as Flask's own redirects are:
-    # Werkzeug converts an absolute Location on every response (IDNA and
-    # all), which costs about as much as the rest of the headers.
-    response.headers["Location"] = "/" + url.split("/", 3)[3]
+    # Without scheme and host, as Flask's own redirects are: Werkzeug would
+    # convert an absolute Location on every response.
+    response.headers["Location"] = path
     return response, code
 
 
@@ -106,6 +121,9 @@ def dispatch(name: str) -> tuple[Response, int]:
 @api_keys.allow_anonymous
 def status(job_id: str) -> Response | tuple[Response, int]:
     api_http.job_name_is_not_a_job(job_id)
+    if not job_ids.is_job_id(job_id):
+        # Checked before any key is built from it: "<id>:x" names another key.
+        return error(404, "unknown_job_id", f"{job_ids.shown(job_id)} is not a job id")
     try:
         record = kit_state().history.get(job_id)
         if record is not None:

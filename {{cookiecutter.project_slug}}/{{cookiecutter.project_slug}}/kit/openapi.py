@@ -97,13 +97,23 @@ RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": 
 # Reusable responses: status -> (component name, description, headers).
 # Each operation lists those it can give.
 ERRORS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "400": ("BadRequest", "The body is not JSON, or not a JSON object.", {}),
+    "400": (
+        "BadRequest",
+        "The body is not JSON, not a JSON object, nests objects and arrays over "
+        "32 deep (`json_too_deep`) or holds a lone surrogate (`invalid_unicode`).",
+        {},
+    ),
     "401": (
         "Unauthorized",
         "No API key, or an unknown one: send `Authorization: Bearer <key>`.",
         {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
     ),
-    "403": ("Forbidden", "The API key may not dispatch or read this job.", {}),
+    "403": (
+        "Forbidden",
+        "The API key may not dispatch or read this job, or a browser sent the "
+        "request from another site's page (`cross_site_request`).",
+        {},
+    ),
     "404": ("NotFound", "No job has this name, or this id.", {}),
     "413": ("PayloadTooLarge", "The body is over {limit} bytes (`MAX_CONTENT_LENGTH`).", {}),
     "415": ("UnsupportedMediaType", "The body is not in a media type the API reads.", {}),
@@ -120,7 +130,9 @@ ERRORS: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
     "503": (
         "Unavailable",
-        "The queue or the job store is unreachable; nothing was queued. Try again.",
+        "The queue or the job store is unreachable; nothing was queued. Try again. "
+        "With `not_replicated` (REDIS_WAIT_REPLICAS) the job was queued but not yet "
+        "copied to the replicas: send it again with the same `Idempotency-Key`.",
         {"Retry-After": RETRY_AFTER},
     ),
 }

@@ -2,7 +2,8 @@
 
 ``REDIS_URL`` set: Redis, through one shared connection pool with short
 timeouts, so an unreachable or frozen Redis fails a request in about a second
-instead of hanging it (``backends/redis_pool.py``). Otherwise: SQLite in the
+instead of hanging it (``backends/redis_pool.py``). ``REDIS_SENTINELS`` set:
+the same, to the master the sentinels name (``backends/sentinel.py``). Otherwise: SQLite in the
 instance folder, the embedded default that needs no server. Tests use Huey's
 immediate mode, which runs each job in the calling process.
 """
@@ -19,7 +20,7 @@ from huey import Huey
 from huey.api import Task, TaskWrapper
 
 from . import idempotency, leases, registry, run_state, unique
-from .backends import BACKEND_ERRORS, open_backend, redis_pool
+from .backends import BACKEND_ERRORS, open_backend, redis_pool, sentinel
 from .controls import Controls, register_periodic
 from .history import History
 from .huey_seam import KitHuey
@@ -39,6 +40,15 @@ class QueueUnavailable(RuntimeError):
     """The queue backend (Redis or the SQLite file) cannot be reached."""
 
 
+class NotReplicated(QueueUnavailable):
+    """The job is on the Redis master, but not on ``REDIS_WAIT_REPLICAS`` replicas in time.
+
+    It runs unless the master dies before it replicates: send the dispatch
+    again with the same idempotency key, which finds it rather than queueing
+    a second one.
+    """
+
+
 class AlreadyRetried(RuntimeError):
     """The failed job to retry has been retried already (or is not failed)."""
 
@@ -51,12 +61,16 @@ def create_huey(config: dict[str, Any], instance_path: str) -> KitHuey:
     """
     options = {"serializer": JSONSerializer(), "results": False, "utc": True}
     name = config["QUEUE_NAME"]
-    if config.get("REDIS_URL"):
+    if config.get("REDIS_SENTINELS"):
+        # The master the sentinels name, found again after a failover.
+        pool = sentinel.connection_pool(config)
+    elif config.get("REDIS_URL"):
         # Short timeouts, no retry of a timeout, and fail-fast for a moment
         # after one (backends/redis_pool.py).
         pool = redis_pool.connection_pool(
             config["REDIS_URL"], config["REDIS_CONNECT_TIMEOUT"], config["REDIS_SOCKET_TIMEOUT"]
         )
+    if config.get("REDIS_SENTINELS") or config.get("REDIS_URL"):
         huey = KitHuey(name, "redis", connection_pool=pool, **options)
         # A process that runs a consumer is a worker: its blocking takes wait
         # for a job longer than a web request waits for a reply.
@@ -224,6 +238,8 @@ def dispatch(
             # idempotency key, or none of them.
             if not history.enqueue(task, data, retry_of=retry_of, guard=guard):
                 raise AlreadyRetried(retry_of)
+        except sentinel.ReplicasBehind:
+            raise  # written, with its claim: a retry must find it
         except BaseException:
             if key is not None:
                 with contextlib.suppress(*BACKEND_ERRORS):
@@ -232,6 +248,9 @@ def dispatch(
     except idempotency.KeyHeld as first:
         # Sent again: the first job, if this is the same request.
         return Dispatched(claim.first_id(first.value), created=False)
+    except sentinel.ReplicasBehind as exc:
+        log.warning("%s %s queued, but not replicated: %s", name, task.id, exc)
+        raise NotReplicated(str(exc)) from exc
     except BACKEND_ERRORS as exc:
         log.warning("queue unavailable, %s not queued: %s", name, exc)
         raise QueueUnavailable(str(exc)) from exc

@@ -35,6 +35,14 @@ MAX_CONTENT_LENGTH = 64 * 1024
 # site's own pages.
 SESSION_COOKIE_SAMESITE = "Lax"
 
+# Flask's own: the host names this app answers to. The Host header a client
+# sends goes into every absolute URL the app writes (the jobs API's
+# status_url): in production set it to your public names, and any other Host
+# is refused with 400 (FLASK_TRUSTED_HOSTS='["jobs.example.com"]'; a leading
+# "." allows subdomains). Include what your load balancer's health checks
+# send. None (the default) trusts any Host, which suits a laptop.
+TRUSTED_HOSTS = None
+
 # The jobs HTTP API's keys (api_keys.py): a JSON object of key name ->
 # {"key": "<secret, 16+ characters>", "jobs": ["<job name>", ... or "*"]},
 # sent as "Authorization: Bearer <secret>". A secret: set it only in the
@@ -59,6 +67,24 @@ REDIS_SOCKET_TIMEOUT = 1.0
 # slow reply costs a worker nothing but time. A worker's take waits for a job
 # for a second, or half its socket timeout if that is less.
 REDIS_WORKER_SOCKET_TIMEOUT = 5.0
+
+# -- Redis Sentinel (docs/scaling.md) ----------------------------------------
+# Set REDIS_SENTINELS ("host1:26379,host2:26379,host3:26379") to find the
+# Redis master through Sentinel instead of REDIS_URL's address: web and
+# workers follow a failover without a restart (dispatch answers 503 while it
+# lasts). REDIS_URL, if set too, gives the master's password and database.
+# The sentinels' own credentials are secrets: set them in the environment.
+REDIS_SENTINELS = None
+REDIS_SENTINEL_MASTER = "mymaster"
+REDIS_SENTINEL_USERNAME = None
+REDIS_SENTINEL_PASSWORD = None
+# Replicas a new job must reach before a dispatch answers 202 (Redis WAIT),
+# so that an accepted job survives the master's death; 0: do not wait. If
+# they do not answer within REDIS_WAIT_TIMEOUT_MS (below the socket timeout),
+# the dispatch answers 503 "not_replicated": the job is on the master, and
+# sending it again with the same Idempotency-Key finds it.
+REDIS_WAIT_REPLICAS = 0
+REDIS_WAIT_TIMEOUT_MS = 500
 
 # A dispatch sent again with the same Idempotency-Key header (or
 # idempotency_key= in enqueue/dispatch) within this many seconds of the first
@@ -165,19 +191,28 @@ AUDIT_MAX_ENTRIES = 10_000
 # Let anyone in when no credentials are set, but only while the app runs in
 # debug mode (flask run --debug): handy on a laptop, never in production.
 MONITOR_OPEN_IN_DEBUG = False
-# A login lasts this many hours.
+# A login lasts this many hours. It also ends at logout (revoked in the queue's
+# backend) and when MONITOR_USERNAME or MONITOR_PASSWORD change. The session
+# cookie is Secure on HTTPS requests; Flask's SESSION_COOKIE_SECURE = True
+# makes it Secure on every request.
 MONITOR_SESSION_HOURS = 8
 # An address that gets the credentials wrong this many times within the window
 # (seconds), on the login form, over HTTP Basic, on /metrics or with an
 # unknown jobs API key, is refused with 429 until the window has passed.
-# Counted per web process.
+# Counted in the queue's backend, for all web processes together.
 MONITOR_LOGIN_ATTEMPTS = 10
 MONITOR_LOGIN_WINDOW = 600
-# Payload and result keys shown as "[redacted]": a key is hidden when it
-# contains one of these, ignoring case, "_" and "-" ("api_key", "X-Api-Key").
+# Payload and result keys shown as "[redacted]" (by the monitor, GET /jobs/<id>
+# and `flask jobs status`). Compared after Unicode NFKC and casefolding, with
+# "_", "-" and other separators dropped: a key is hidden when it contains one
+# of these ("api_key", "X-Api-Key", full-width "PassWord"), or, for those under five
+# characters, when it has it as a whole word ("userPin", not "shipping";
+# "X-Auth", not "author"). See redaction.py.
 MONITOR_REDACT_KEYS = [
-    "password", "passwd", "secret", "token", "apikey", "authorization",
-    "cookie", "session", "creditcard", "cardnumber", "cvv", "iban", "ssn", "privatekey",
+    "password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "apikey",
+    "authorization", "auth", "bearer", "jwt", "otp", "pin", "credential", "signature",
+    "cookie", "session", "accesskey", "privatekey", "dsn", "databaseurl",
+    "connectionstring", "creditcard", "cardnumber", "cvv", "iban", "ssn",
 ]  # fmt: skip
 # Live refresh: the default interval and the bounds any page request is held to.
 MONITOR_REFRESH_SECONDS = 5

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .idempotency import Keys
     from .leases import LeaseManager
     from .metrics import Recorder
-    from .monitor.security import LoginThrottle
+    from .monitor.stores import AuthStore
+    from .monitor.throttle import LoginThrottle
     from .unique import Claims
 
 EXTENSION = "jobkit"
@@ -47,12 +48,16 @@ class KitState:
     # Set when the metrics blueprint is registered.
     metrics: Recorder | None = None
     # The monitor's state: why it is off (None when it is on), whether that
-    # was logged, and the per-process sign-in throttle.
+    # was logged, the sign-in throttle, and where failed sign-ins and
+    # logged-out sessions are kept (the queue's backend).
     monitor_off: str | None = None
     monitor_off_logged: bool = False
     login_throttle: LoginThrottle | None = None
+    auth_store: AuthStore | None = None
     # The jobs API's keys (api_keys.py), read when its blueprint is registered.
     api_keys: tuple[ApiKey, ...] = ()
+    # Addresses this process saw locked out for unknown API keys -> until when.
+    api_lockouts: dict[str, float] = field(default_factory=dict)
 
 
 def kit_state(app: Flask | None = None) -> KitState:

@@ -10,6 +10,7 @@ from ..huey_seam import RedisQueue
 from ..idempotency import RedisKeys
 from ..leases.redis_store import RedisLeases
 from ..metrics.stores import RedisMetricsStore
+from ..monitor.stores import RedisAuthStore
 from ..unique import RedisClaims
 
 
@@ -29,6 +30,9 @@ class RedisBackend:
 
     def metrics_store(self) -> RedisMetricsStore:
         return RedisMetricsStore(self.queue)
+
+    def auth_store(self) -> RedisAuthStore:
+        return RedisAuthStore(self.queue)
 
     def claims(self) -> RedisClaims:
         return RedisClaims(self.queue)

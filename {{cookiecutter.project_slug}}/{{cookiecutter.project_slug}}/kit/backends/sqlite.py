@@ -18,6 +18,7 @@ from ..huey_seam import SqliteQueue
 from ..idempotency import SqliteKeys
 from ..leases.sqlite_store import SqliteLeases
 from ..metrics.stores import MemoryMetricsStore, SqliteMetricsStore
+from ..monitor.stores import MemoryAuthStore, SqliteAuthStore
 from ..unique import MemoryClaims, SqliteClaims
 
 # The readiness check's one row per queue: when it last wrote (check_writable).
@@ -49,6 +50,10 @@ class SqliteBackend:
         if self.tasks is None:
             return MemoryMetricsStore(self.storage)
         return SqliteMetricsStore(self.storage, self.tasks)
+
+    def auth_store(self) -> SqliteAuthStore | MemoryAuthStore:
+        # Failed sign-ins and logged-out sessions (monitor/stores.py).
+        return MemoryAuthStore() if self.tasks is None else SqliteAuthStore(self.tasks)
 
     def claims(self) -> SqliteClaims | MemoryClaims:
         return MemoryClaims() if self.tasks is None else SqliteClaims(self.tasks)

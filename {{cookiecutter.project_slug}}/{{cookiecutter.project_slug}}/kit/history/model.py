@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backends import sentinel
+
 # Every status a record can have. A job is in exactly one at a time, and each
 # status has its own time-sorted index, so listing any of them is O(page).
 QUEUED = "queued"
@@ -110,6 +112,10 @@ class Settings:
     worker_dead_after: float = 15.0
     worker_forget_after: float = 3600.0
     running_publish_delay: float = 0.25
+    # Redis only: replicas a new job must reach before a dispatch answers,
+    # and how long to wait for them (REDIS_WAIT_REPLICAS, backends/sentinel.py).
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Settings":
@@ -118,6 +124,7 @@ class Settings:
             return default if value is None else value
 
         d = cls()
+        wait_replicas, wait_timeout_ms = sentinel.wait_settings(config)
         return cls(
             completed=Retention(
                 float(get("HISTORY_COMPLETED_MAX_AGE", d.completed.max_age)),
@@ -137,6 +144,8 @@ class Settings:
             running_publish_delay=float(
                 get("HISTORY_RUNNING_PUBLISH_DELAY", d.running_publish_delay)
             ),
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
         )
 
     def retention(self, status: str) -> Retention | None:

@@ -242,10 +242,13 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return self.conn.evalsha(self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            # Redis restarted (scripts are not persisted): load and run again.
-            # Nothing was written, since the script never started.
-            self.conn.script_load(self.source)
-            return self.conn.evalsha(self.sha, len(keys), *keys, *args)
+        # Redis restarted or failed over (scripts are neither persisted nor
+        # replicated): load and run again. Nothing was written, since the
+        # script never started. Twice: a call that meets a demoted master
+        # (READONLY) is sent on to the new one, which may not know it either.
+        for _ in range(2):
+            try:
+                return self.conn.evalsha(self.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self.conn.script_load(self.source)
+        return self.conn.evalsha(self.sha, len(keys), *keys, *args)

@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from ..backends import sentinel
 from ..huey_seam import RedisQueue
 from ..idempotency import KeyHeld, RedisGuard
 from . import model
@@ -183,10 +184,44 @@ class RedisStore:
         for field, value in change.create.items():
             if value is not None:
                 args += [field, encode(value)]
-        written = self._queue_new([guard.key] if guard else [], args)
+        keys = [guard.key] if guard else []
+        if self.settings.wait_replicas:
+            written = self._queue_new_replicated(keys, args)
+        else:
+            written = self._queue_new(keys, args)
         if isinstance(written, bytes):  # the guard's key is held: its value
             raise KeyHeld(written.decode())
         return bool(written)
+
+    def _queue_new_replicated(self, keys: list[str], args: list[Any]) -> Any:
+        """QUEUE_NEW_LUA, then Redis WAIT for the replicas: one round trip.
+
+        WAIT counts the replicas that have this connection's writes so far,
+        hence the pipeline (one connection). A dispatch that wrote nothing (a
+        duplicate) makes a small write of its own, so that the wait covers
+        the first dispatch's write too: the replication stream is in order.
+        Raises ``ReplicasBehind`` when too few replicas answer in time.
+        """
+        wanted, timeout_ms = self.settings.wait_replicas, self.settings.wait_timeout_ms
+        for _ in range(2):  # a second time if Redis forgot the script
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.evalsha(self._queue_new.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", wanted, timeout_ms)
+            written, acked = pipe.execute(raise_on_error=False)
+            if not isinstance(written, redis.exceptions.NoScriptError):
+                break
+            self.conn.script_load(self._queue_new.source)
+        for reply in (written, acked):
+            if isinstance(reply, Exception):
+                raise reply
+        if written == 0 or isinstance(written, bytes):
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.set(f"{self.prefix}.wait", "1", px=60_000)
+            pipe.execute_command("WAIT", wanted, timeout_ms)
+            acked = pipe.execute()[1]
+        if acked < wanted:
+            raise sentinel.ReplicasBehind(acked, wanted)
+        return written
 
     def _spec(self, change: Change) -> dict[str, Any]:
         s = self.settings

@@ -38,7 +38,10 @@ at most that interval of counts.
 Access needs credentials, like the monitor: a bearer token
 (``METRICS_TOKEN``, what Prometheus' ``authorization`` setting sends) or
 the monitor's HTTP Basic user (``MONITOR_USERNAME``/``MONITOR_PASSWORD``).
-With neither configured the endpoint answers 403 and says so.
+With neither configured the endpoint answers 403 and says so. Wrong tokens
+count against the address like wrong passwords (``MONITOR_LOGIN_ATTEMPTS``
+per ``MONITOR_LOGIN_WINDOW``, in the queue's backend): past the limit it gets
+429, even with the right token, until the window has passed.
 
 The parts: ``recorder`` counts in each process and writes the batches,
 ``stores`` keeps the totals in the queue's backend (Redis, SQLite, or memory
@@ -48,6 +51,7 @@ series; this module is the endpoint and ``init_app``.
 
 import base64
 import hmac
+import logging
 import re
 from collections.abc import Iterable
 
@@ -56,6 +60,7 @@ from flask.blueprints import BlueprintSetupState
 from huey import Huey
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
+from werkzeug.exceptions import TooManyRequests
 
 from .. import registry
 from ..backends import BACKEND_ERRORS
@@ -65,6 +70,8 @@ from .collector import JobsCollector
 from .recorder import Recorder
 
 __all__ = ["Recorder", "bp", "init_app"]
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
@@ -80,7 +87,17 @@ def _authorized() -> bool | None:
     scheme, _, value = header.partition(" ")
     value = value.strip()
     if token and scheme.lower() == "bearer":
-        return hmac.compare_digest(value.encode(), str(token).encode())
+        # Throttled like passwords (monitor/throttle.py): while an address is
+        # locked out even the right token is refused, or a guesser would
+        # learn which guess was right.
+        throttle = kit_state().login_throttle
+        address = request.remote_addr or "unknown"
+        throttle.check(address, "tokens")
+        if hmac.compare_digest(value.encode(), str(token).encode()):
+            return True
+        log.warning("refused a wrong /metrics token from %s", address)
+        throttle.failed(address)
+        return False
     if username and password and scheme.lower() == "basic":
         try:
             given = base64.b64decode(value, validate=True).decode()
@@ -94,7 +111,14 @@ def _authorized() -> bool | None:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    allowed = _authorized()
+    try:
+        allowed = _authorized()
+    except TooManyRequests as exc:
+        response = Response(f"{exc.description}\n", 429, mimetype="text/plain")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except BACKEND_ERRORS as exc:  # failed attempts are counted there
+        return Response(f"the job store is unreachable: {exc}\n", 503, mimetype="text/plain")
     if allowed is None:
         return Response(
             "/metrics is closed: set FLASK_METRICS_TOKEN (sent as 'Authorization: Bearer"

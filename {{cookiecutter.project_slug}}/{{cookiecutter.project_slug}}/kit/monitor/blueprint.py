@@ -7,6 +7,7 @@ The pages and API routes register themselves on ``bp`` in ``views.py``,
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     g,
     jsonify,
@@ -19,9 +20,11 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
+from .. import job_ids
 from ..backends import BACKEND_ERRORS
 from ..state import kit_state
-from . import present, security
+from . import present, security, sessions
+from .throttle import LoginThrottle
 
 # The monitor ships its own templates and static files, so that the app's
 # templates/ and static/ folders stay the project's own.
@@ -38,10 +41,12 @@ bp = Blueprint(
 def _setup(state) -> None:
     app = state.app
     kit = kit_state(app)
-    kit.monitor_off = security.prepare_secret_key(app)
-    app.session_interface = security.CookieSessions()
-    # Created here, once per app and process, before any request can race.
-    kit.login_throttle = security.LoginThrottle.from_config(app.config)
+    kit.monitor_off = sessions.prepare_secret_key(app)
+    app.session_interface = sessions.CookieSessions()
+    # Created here, once per app and process, before any request can race;
+    # shared with /metrics and the jobs API's keys.
+    kit.auth_store = kit.backend.auth_store()
+    kit.login_throttle = LoginThrottle.from_config(app.config, kit.auth_store)
 
 
 @bp.context_processor
@@ -88,7 +93,7 @@ def _guard() -> BaseResponse | None:
     if mode == "open":
         g.monitor_user = "anyone (debug mode)"
     else:
-        g.monitor_user = security.session_user() or security.basic_auth_user()
+        g.monitor_user = sessions.session_user() or security.basic_auth_user()
         if g.monitor_user is None and request.endpoint != "monitor.login":
             if is_api() or request.args.get("partial"):
                 response = refuse(401, "Login required", "Log in again, or send HTTP Basic.")
@@ -103,6 +108,19 @@ def _guard() -> BaseResponse | None:
                 403, "Form expired", "The form's security token is missing or stale: reload it."
             )
     return None
+
+
+@bp.before_request
+def _job_id_shape() -> None:
+    """A ``<job_id>`` in the URL that is not a job id is a 404, before any
+    view builds a storage key from it (see job_ids.py). Registered after
+    ``_guard``, so a stranger still meets the login first."""
+    job_id = (request.view_args or {}).get("job_id")
+    if job_id is not None and not job_ids.is_job_id(job_id):
+        if is_api():
+            message = f"{job_ids.shown(job_id)} is not a job id"
+            abort(make_response(jsonify(error="not_found", message=message), 404))
+        abort(404)
 
 
 @bp.after_request

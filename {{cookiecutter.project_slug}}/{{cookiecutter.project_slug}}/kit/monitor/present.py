@@ -7,37 +7,11 @@ they can be tested without rendering a page.
 import datetime
 import json
 import math
-from collections.abc import Iterable
 from typing import Any
 
-REDACTED = "[redacted]"
-
-
-def normalize_key(key: str) -> str:
-    return key.lower().replace("_", "").replace("-", "")
-
-
-def redact(value: Any, fragments: Iterable[str]) -> Any:
-    """Copy ``value`` with every dict key containing a fragment masked.
-
-    Keys are compared without case, ``_`` or ``-``: with the fragment
-    "apikey", ``api_key``, ``X-Api-Key`` and ``stripeApiKey`` are all hidden.
-    """
-    parts = [normalize_key(f) for f in fragments if f]
-    return _redact(value, parts)
-
-
-def _redact(value: Any, parts: list[str]) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: REDACTED
-            if any(p in normalize_key(str(key)) for p in parts)
-            else _redact(item, parts)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact(item, parts) for item in value]
-    return value
+# Redaction is shared with the jobs API and the CLI; imported here so the
+# monitor's templates and code keep reaching it as ``present.redact``.
+from ..redaction import REDACTED, redact  # noqa: F401
 
 
 def pretty_json(value: Any) -> str:

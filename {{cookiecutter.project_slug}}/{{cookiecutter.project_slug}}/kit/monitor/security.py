@@ -9,11 +9,16 @@ one is closed by default:
   with a form; scripts send HTTP Basic. An address that gets them wrong
   ``MONITOR_LOGIN_ATTEMPTS`` times within ``MONITOR_LOGIN_WINDOW`` seconds is
   refused (429) until the window has passed, so a password cannot be guessed
-  at the speed of the web server. With no credentials configured the
+  at the speed of the web server; the failures are counted in the queue's
+  backend, for every web process at once (``throttle.py``). A browser's
+  login is a session cookie bound to the credentials, which logging out
+  revokes (``sessions.py``). With no credentials configured the
   monitor refuses everyone and says how to set them, unless
   ``MONITOR_OPEN_IN_DEBUG`` is on *and* the app runs in debug mode.
 * Every POST carries a CSRF token tied to the session, and is refused when the
   browser says it comes from another site (``Sec-Fetch-Site``, ``Origin``).
+* After login or an action, the monitor goes back only to a path of this
+  site (``safe_next``): never to a URL another site slipped into ``next``.
 * Every response forbids inline script and framing (Content-Security-Policy),
   so even a payload that slipped past escaping could not run.
 """
@@ -24,24 +29,19 @@ import base64
 import binascii
 import hmac
 import logging
-import math
 import secrets
-import threading
-import time
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-from flask import Flask, current_app, request, session
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from werkzeug.exceptions import TooManyRequests
-from werkzeug.wrappers import Request, Response
+from flask import current_app, request, session
+from werkzeug.urls import iri_to_uri
+from werkzeug.wrappers import Response
 
 from ..state import kit_state
+from .sessions import CSRF_FIELD
+from .throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
-CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
 # No inline script or style, nothing from other origins, no framing.
@@ -59,48 +59,6 @@ HEADERS = {
 }
 
 
-class CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with no work for requests without one.
-
-    Only the monitor keeps a session, but Flask builds the cookie's signing
-    serializer for every request, cookie or not: a cost on each API call,
-    health check and metrics scrape. With no cookie, the session is empty
-    either way.
-    """
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
-            return self.session_class()
-        return super().open_session(app, request)
-
-
-def prepare_secret_key(app: Flask) -> str | None:
-    """Make sure sessions can be signed; return why the monitor is off, if it is.
-
-    In debug and testing a missing ``SECRET_KEY`` is replaced by a random one
-    for this process (logins then last until the process restarts). In
-    production it must come from the environment: a key generated per process
-    would differ between gunicorn workers and log people out at random.
-    """
-    if app.secret_key:
-        return None
-    if app.debug or app.testing:
-        app.secret_key = secrets.token_hex(32)
-        log.warning(
-            "FLASK_SECRET_KEY is not set: using a random key for this process "
-            "(fine for development; set it in production)"
-        )
-        return None
-    reason = (
-        "The monitor is off because FLASK_SECRET_KEY is not set. Generate one with "
-        '`python -c "import secrets; print(secrets.token_hex(32))"` and set it in the '
-        "environment of the web app."
-    )
-    # Not logged here: workers build the same app but never serve the
-    # monitor. The first request to it logs the reason instead.
-    return reason
-
-
 def access_mode() -> str:
     """Return "login" when credentials are configured, else "open" or "locked"."""
     config = current_app.config
@@ -111,49 +69,6 @@ def access_mode() -> str:
     return "locked"
 
 
-class LoginThrottle:
-    """Failed sign-ins per client address, counted in this web process.
-
-    Each process counts on its own, so with N gunicorn workers an address
-    gets at most N times the limit per window: slow enough to stop a password
-    being guessed, with no shared store to reach first.
-    """
-
-    def __init__(self, limit: int, window: float, max_addresses: int = 10_000):
-        self.limit = limit
-        self.window = window
-        self.max_addresses = max_addresses
-        # address -> times of its recent failures, least recently failed first
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> LoginThrottle:
-        # A limit below one counts as one: there is no "never try".
-        limit = max(1, int(config["MONITOR_LOGIN_ATTEMPTS"]))
-        return cls(limit, float(config["MONITOR_LOGIN_WINDOW"]))
-
-    def wait(self, address: str, now: float) -> float:
-        """Seconds before ``address`` may try again (0: it may now)."""
-        with self._lock:
-            recent = self._recent(address, now)
-            if len(recent) < self.limit:
-                return 0.0
-            return recent[-self.limit] + self.window - now
-
-    def failed(self, address: str, now: float) -> None:
-        with self._lock:
-            recent = self._recent(address, now)
-            self._failures.pop(address, None)  # re-inserted last: the newest
-            # Only the last ``limit`` failures decide how long to wait.
-            self._failures[address] = [*recent[max(0, len(recent) - self.limit + 1) :], now]
-            while len(self._failures) > self.max_addresses:
-                del self._failures[next(iter(self._failures))]
-
-    def _recent(self, address: str, now: float) -> list[float]:
-        return [t for t in self._failures.get(address, ()) if now - t < self.window]
-
-
 def check_credentials(username: str, password: str) -> bool:
     """Compare both values in constant time, so timing reveals neither.
 
@@ -161,14 +76,9 @@ def check_credentials(username: str, password: str) -> bool:
     failed too often lately, even when the credentials are right.
     """
     config = current_app.config
-    limiter: LoginThrottle = kit_state().login_throttle
-    address, now = request.remote_addr or "unknown", time.monotonic()
-    wait = limiter.wait(address, now)
-    if wait > 0:
-        raise TooManyRequests(
-            "Too many failed sign-ins from this address: try again later.",
-            retry_after=math.ceil(wait),
-        )
+    throttle: LoginThrottle = kit_state().login_throttle
+    address = request.remote_addr or "unknown"
+    throttle.check(address)
     user_ok = hmac.compare_digest(
         username.encode(), str(config.get("MONITOR_USERNAME") or "").encode()
     )
@@ -177,7 +87,7 @@ def check_credentials(username: str, password: str) -> bool:
     )
     if not (user_ok and password_ok):
         log.warning("failed monitor sign-in from %s", address)
-        limiter.failed(address, now)
+        throttle.failed(address)
         return False
     return True
 
@@ -193,27 +103,6 @@ def basic_auth_user() -> str | None:
         return None
     username, _, password = decoded.partition(":")
     return username if check_credentials(username, password) else None
-
-
-def session_user() -> str | None:
-    """The user logged in with the form, if the login has not expired."""
-    user, logged_in_at = session.get("monitor_user"), session.get("monitor_login_at", 0)
-    max_age = float(current_app.config["MONITOR_SESSION_HOURS"]) * 3600
-    if user and time.time() - logged_in_at < max_age:
-        return user
-    return None
-
-
-def log_in(username: str) -> None:
-    # A fresh CSRF token at login: a token planted before login is useless.
-    session["monitor_user"] = username
-    session["monitor_login_at"] = time.time()
-    session[CSRF_FIELD] = secrets.token_urlsafe(32)
-
-
-def log_out() -> None:
-    for key in ("monitor_user", "monitor_login_at", CSRF_FIELD):
-        session.pop(key, None)
 
 
 def csrf_token() -> str:
@@ -242,16 +131,57 @@ def same_origin() -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    # Compared with the Host the request was sent to; behind a proxy, make it
-    # pass the original Host (werkzeug's ProxyFix) or this check refuses.
-    return urlsplit(origin).netloc == request.host
+    # Scheme, host and port must all match the URL the request was sent to:
+    # http://host is another origin than https://host. Behind a proxy, make
+    # it pass the original Host and scheme (X-Forwarded-Proto), or this
+    # check refuses.
+    return origin_of(origin) == origin_of(request.host_url)
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a URL, the port spelled out; None if unreadable."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number, a broken IPv6 address
+        return None
+    if not parts.hostname or port is None:
+        return None  # "null" (a sandboxed page, a redirect) is no origin at all
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+# Characters a browser or Python's URL parser drops or bends before reading a
+# URL (tab, CR, LF and the other C0 controls, DEL, the C1 controls) and the
+# backslash, which browsers read as "/": a path holding one could mean
+# another host once they are gone, so it is never a safe place to go.
+UNSAFE_IN_NEXT = frozenset(map(chr, [*range(0x20), 0x7F, *range(0x80, 0xA0)])) | {"\\"}
+MAX_NEXT = 2000
 
 
 def safe_next(target: str | None, default: str) -> str:
-    """Only redirect to a path of this site after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    """Where to go after login or an action: a path of this site, else ``default``.
+
+    ``target`` is read the way the response will write it: Werkzeug turns
+    the ``Location`` header into a URI (``iri_to_uri``: Python's parser
+    drops tabs and newlines, non-ASCII is percent-encoded, host names go to
+    Punycode). What comes out must be a plain path (one "/", no scheme, no
+    host) that resolves to this site. That form is returned, so the header
+    says exactly what was checked.
+    """
+    if not target or len(target) > MAX_NEXT or not UNSAFE_IN_NEXT.isdisjoint(target):
+        return default
+    if not target.startswith("/") or target.startswith("//"):
+        return default  # "//host" and "///host" name another host in a browser
+    try:
+        uri = iri_to_uri(target)
+        parts = urlsplit(uri)
+    except (ValueError, UnicodeError):
+        return default
+    if parts.scheme or parts.netloc or not uri.startswith("/") or uri.startswith("//"):
+        return default
+    if urlsplit(urljoin("http://this.site/", uri)).netloc != "this.site":
+        return default
+    return uri
 
 
 def add_headers(response: Response) -> Response:

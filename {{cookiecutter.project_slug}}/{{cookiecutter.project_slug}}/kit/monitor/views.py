@@ -20,11 +20,11 @@ from flask import (
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import registry
+from .. import job_ids, registry
 from ..history import History, model
 from ..queue import AlreadyRetried, QueueUnavailable, UnknownJob, enqueue
 from ..state import kit_state
-from . import present, security
+from . import present, security, sessions
 from .audit import audit
 from .blueprint import bp
 
@@ -68,9 +68,17 @@ def refresh_seconds() -> int:
     return clamp(request.args.get("refresh"), setting("MONITOR_REFRESH_SECONDS"), low, high)
 
 
+# The query parameters the pages read. Links built from the request carry
+# these and nothing else: ``url_for`` gives meaning to some names of its own
+# (``endpoint``, ``_method``, ``_external``...), and a stranger's query string
+# must not reach it.
+LINK_PARAMS = ("name", "q", "cursor", "limit", "refresh")
+
+
 def render(page: str, partial: str, **context: Any) -> str:
     """The whole page, or just its live part when the script asks for it."""
-    live_args = {**(request.view_args or {}), **request.args.to_dict(), "partial": 1}
+    kept = {key: value for key in LINK_PARAMS if (value := request.args.get(key))}
+    live_args = {**(request.view_args or {}), **kept, "partial": 1}
     context.update(
         live_url=url_for(request.endpoint, **live_args),
         labels=LABELS,
@@ -99,13 +107,13 @@ def redacted(value: Any) -> Any:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | BaseResponse:
     target = security.safe_next(request.args.get("next"), url_for("monitor.overview"))
-    if security.access_mode() != "login" or security.session_user():
+    if security.access_mode() != "login" or sessions.session_user():
         return redirect(target)
     error = None
     if request.method == "POST":
         username = request.form.get("username", "")
         if security.check_credentials(username, request.form.get("password", "")):
-            security.log_in(username)
+            sessions.log_in(username)
             return redirect(target)
         error = "Wrong username or password."
     status = 401 if error else 200
@@ -114,7 +122,7 @@ def login() -> str | BaseResponse:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    security.log_out()
+    sessions.log_out()
     return redirect(url_for("monitor.login"))
 
 
@@ -195,9 +203,12 @@ def list_filters(status: str) -> dict[str, Any]:
 def find() -> BaseResponse:
     """Jump to a job by its id."""
     job_id = (request.args.get("id") or "").strip()
-    if job_id and history().get(job_id) is not None:
+    if job_ids.is_job_id(job_id) and history().get(job_id) is not None:
         return redirect(url_for("monitor.job", job_id=job_id))
-    flash(f"No job has the id {job_id!r}." if job_id else "Type a job id to find it.", "error")
+    if job_id:
+        flash(f"No job has the id {job_ids.shown(job_id)}.", "error")
+    else:
+        flash("Type a job id to find it.", "error")
     return redirect(url_for("monitor.overview"))
 
 
