@@ -105,10 +105,7 @@ def test_a_process_that_starts_a_consumer_waits_the_workers_socket_timeout(redis
 
     pool = huey.storage.conn.connection_pool
     assert pool.connection_kwargs["socket_timeout"] == 5.0
-    try:
-        connection = pool.get_connection()
-    except TypeError:  # redis-py before 5.3 (pyproject allows 5.0) wants a command name
-        connection = pool.get_connection("PING")
+    connection = pool.get_connection()
     try:
         assert connection.socket_timeout == 5.0
     finally:
