@@ -20,6 +20,8 @@ TOKEN = "s3cret-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 PESSOA = {"nome": "Ana", "idade": 30}
 COUNTERS = ("enqueued", "completed", "failed", "retried", "recovered", "timed_out")
+# METRICS_NAMESPACE defaults to the project's slug.
+PREFIX = "acme_jobs_"
 
 
 def make_app(tmp_path, **config):
@@ -49,7 +51,11 @@ def scrape(app) -> dict[tuple[str, tuple], float]:
 
 
 def value(samples, name: str, **labels) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+    """The sample ``PREFIX + name`` whose labels include ``labels``, if any."""
+    wanted = set(labels.items())
+    found = [v for (n, ls), v in samples.items() if n == PREFIX + name and wanted <= set(ls)]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+    return found[0] if found else None
 
 
 # -- access ------------------------------------------------------------
@@ -112,6 +118,92 @@ def test_openmetrics_is_served_when_asked_for(tmp_path):
     assert response.get_data(as_text=True).endswith("# EOF\n")
 
 
+# -- names and labels ---------------------------------------------------
+
+
+def run_greet(app) -> None:
+    """Queue testGreet once; in immediate mode it runs at once."""
+    with app.app_context():
+        enqueue("testGreet", PESSOA)
+
+
+def families(app) -> dict[str, list]:
+    response = app.test_client().get("/metrics", headers=BEARER)
+    text = response.get_data(as_text=True)
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def test_series_names_start_with_the_project_slug_by_default(tmp_path):
+    app = make_app(tmp_path, QUEUE_IMMEDIATE=True)
+    run_greet(app)
+
+    names = set(families(app))
+
+    assert "acme_jobs_jobs_completed" in names  # the parser drops counters' _total
+    assert "acme_jobs_jobs_queue_depth" in names
+    assert all(name.startswith("acme_jobs_jobs_") for name in names)
+
+
+@pytest.mark.parametrize(("namespace", "prefix"), [("shop", "shop_jobs_"), ("", "jobs_")])
+def test_the_namespace_is_configurable(tmp_path, namespace, prefix):
+    names = set(families(make_app(tmp_path, METRICS_NAMESPACE=namespace)))
+
+    assert f"{prefix}queue_depth" in names
+    assert all(name.startswith(prefix) for name in names)
+
+
+@pytest.mark.parametrize("namespace", ["9lives", "my-app", "a b", "ns:sub"])
+def test_a_namespace_prometheus_would_reject_stops_the_app(tmp_path, namespace):
+    with pytest.raises(ValueError, match="METRICS_NAMESPACE"):
+        make_app(tmp_path, METRICS_NAMESPACE=namespace)
+
+
+def test_every_job_series_carries_the_queue_label_as_the_gauges_do(tmp_path):
+    app = make_app(tmp_path, QUEUE_IMMEDIATE=True, QUEUE_NAME="billing")
+    run_greet(app)
+
+    samples = [sample for found in families(app).values() for sample in found]
+
+    assert samples
+    assert {sample.labels.get("queue") for sample in samples} == {"billing"}
+    assert value(scrape(app), "jobs_completed_total", queue="billing", job_name="testGreet") == 1
+
+
+def duration_bounds(app) -> list[float]:
+    samples = families(app)["acme_jobs_jobs_duration_seconds"]
+    return sorted(float(s.labels["le"]) for s in samples if s.name.endswith("_bucket"))
+
+
+def test_duration_buckets_reach_the_longest_job_timeout(tmp_path):
+    app = make_app(tmp_path, QUEUE_IMMEDIATE=True)
+    run_greet(app)
+    longest = max(
+        app.config["JOB_TIMEOUT"] if job.timeout is None else job.timeout
+        for job in registry.all_jobs().values()
+    )
+
+    bounds = duration_bounds(app)
+
+    assert longest >= 3600  # importarPessoas
+    assert longest in bounds  # a run that long is told apart from +Inf
+
+
+def test_a_job_timeout_beyond_the_buckets_becomes_a_bucket(tmp_path):
+    @registry.job("testVeryLong", schema=Pessoa, timeout=7200)
+    def very_long(data):
+        return data
+
+    try:
+        app = make_app(tmp_path, QUEUE_IMMEDIATE=True, METRICS_DURATION_BUCKETS=[1, 10])
+        with app.app_context():
+            enqueue("testVeryLong", PESSOA)
+        bounds = duration_bounds(app)
+    finally:
+        del registry._registry["testVeryLong"]
+
+    assert bounds == [1.0, 10.0, 7200.0, float("inf")]
+
+
 # -- what is counted ----------------------------------------------------
 
 
@@ -129,7 +221,7 @@ def flaky(tmp_path):
 
 def test_every_series_is_there_before_any_job_ran(tmp_path):
     samples = scrape(make_app(tmp_path))
-    names = {name for name, _ in samples}
+    names = {name.removeprefix(PREFIX) for name, _ in samples}
 
     assert {"jobs_queue_depth", "jobs_scheduled", "jobs_workers_alive"} <= names
     assert value(samples, "jobs_queue_depth", queue="acme_jobs") == 0

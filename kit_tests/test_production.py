@@ -62,17 +62,21 @@ def production(launch):
 
 
 def scrape(stack: Stack) -> dict[tuple[str, str], float]:
-    """The samples as {(name, the value of its one label): value}."""
+    """The samples as {(name, job name or else queue): value}."""
     request = urllib.request.Request(
         stack.base_url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
+    # Names without METRICS_NAMESPACE (the slug); a job's series by job name.
     return {
-        (sample.name, next(iter(sample.labels.values()), "")): sample.value
+        (
+            sample.name.removeprefix("acme_jobs_"),
+            sample.labels.get("job_name", sample.labels.get("queue", "")),
+        ): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if len(sample.labels) <= 1
+        if "le" not in sample.labels
     }
 
 

@@ -97,14 +97,15 @@ def pip_install(
 def install_project(project: Path, purpose: str) -> Path:
     """Install a baked project into its own ``.venv`` (``pip install -e '.[dev]'``).
 
-    Skipped when its pyproject.toml did not change. Returns that venv's path.
+    At the versions of its requirements.txt lock, as its CI does. Skipped
+    when neither file changed. Returns that venv's path.
     """
     venv = project / ".venv"
     ensure_venv(venv)
     pip_install(
         venv,
-        ["--editable", ".[dev]"],
-        inputs=[project / "pyproject.toml"],
+        ["--editable", ".[dev]", "--constraint", "requirements.txt"],
+        inputs=[project / "pyproject.toml", project / "requirements.txt"],
         purpose=purpose,
         cwd=project,
     )

@@ -2,7 +2,8 @@
 """Run the template's test suite: ``python3 scripts/test.py [pytest options]``.
 
 Creates (or reuses) the virtualenv ``.venv`` at the repository root, installs
-``requirements-dev.txt`` into it when that file changed, then runs
+``requirements-dev.txt`` into it, at the versions of the generated project's
+``requirements.txt`` lock, when either changed, then runs
 ``pytest tests`` with that venv's interpreter, passing any extra options
 through (``python3 scripts/test.py -k hooks -x``). Exits with pytest's status.
 
@@ -20,6 +21,9 @@ from _bootstrap import ROOT, ensure_venv, pip_install, require_python
 
 VENV = ROOT / ".venv"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
+# The generated project's locked runtime versions: the suite tests those, the
+# ones a baked project's Docker image and CI install.
+LOCK = ROOT / "{{cookiecutter.project_slug}}" / "requirements.txt"
 
 
 def main(argv: list[str]) -> int:
@@ -27,8 +31,8 @@ def main(argv: list[str]) -> int:
     python = ensure_venv(VENV)
     pip_install(
         VENV,
-        ["--requirement", str(REQUIREMENTS)],
-        inputs=[REQUIREMENTS],
+        ["--requirement", str(REQUIREMENTS), "--constraint", str(LOCK)],
+        inputs=[REQUIREMENTS, LOCK],
         purpose="test",
     )
     cmd = [str(python), "-m", "pytest", "tests", *argv]

@@ -18,6 +18,7 @@ DOCKER_FILES = (
 GITHUB_FILES = (".github/workflows/ci.yml", ".github/dependabot.yml")
 CORE_FILES = (
     "pyproject.toml",
+    "requirements.txt",
     "README.md",
     ".flaskenv",
     ".env.example",
@@ -190,3 +191,30 @@ def test_package_templates_and_static_files_are_copied_unrendered(default_projec
     ]
 
     assert not changed
+
+
+def readme_section(baked, title: str) -> str:
+    """The text of the generated README's section ``## title``."""
+    text = baked.read("README.md")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_quickstart_sets_the_monitor_login_before_it_is_opened(default_project):
+    quickstart = readme_section(default_project, "Quickstart")
+
+    for step in (
+        "FLASK_MONITOR_USERNAME",
+        "FLASK_MONITOR_PASSWORD",
+        "http://127.0.0.1:5000/monitor",
+        "403",
+    ):
+        assert step in quickstart
+
+
+def test_quickstart_says_what_to_do_when_port_5000_is_taken(default_project):
+    quickstart = readme_section(default_project, "Quickstart")
+
+    assert "flask run --port 5001" in quickstart
+    assert "AirPlay" in quickstart

@@ -62,6 +62,8 @@ class Scenario:
     template_commit: str  # the template's commit with the kit change
     user_config: str  # the project's config.py as its user committed it
     check_before_update: subprocess.CompletedProcess[str]
+    create_output: str  # what `cruft create` printed
+    update_output: str  # what `cruft update` printed
 
 
 def cruft(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -115,7 +117,8 @@ def scenario(
     commit_all(template, "The template, as in the working tree")
 
     output = tmp_path_factory.mktemp("cruft-output")
-    assert_succeeded(cruft(output, "create", "--no-input", str(template)))
+    created = cruft(output, "create", "--no-input", str(template))
+    assert_succeeded(created)
     project = output / SLUG
     commit_all(project, "Generated with cruft")
     user_config = add_user_work(project)
@@ -123,12 +126,29 @@ def scenario(
     template_commit = change_kit(template)
 
     check_before_update = cruft(project, "check")
-    assert_succeeded(
-        cruft(project, "update", "--skip-apply-ask", "--allow-untracked-files")
-    )
+    updated = cruft(project, "update", "--skip-apply-ask", "--allow-untracked-files")
+    assert_succeeded(updated)
     return Scenario(
-        template, project, template_commit, user_config, check_before_update
+        template,
+        project,
+        template_commit,
+        user_config,
+        check_before_update,
+        created.stdout,
+        updated.stdout,
     )
+
+
+NEXT_STEPS = f"Project {SLUG} created. Next steps:"
+
+
+def test_create_prints_the_next_steps(scenario):
+    assert NEXT_STEPS in scenario.create_output
+
+
+def test_update_does_not_print_the_next_steps_again(scenario):
+    # The hook runs twice during an update (old and new template version).
+    assert NEXT_STEPS not in scenario.update_output
 
 
 def test_check_reports_a_project_behind_its_template(scenario):

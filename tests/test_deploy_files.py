@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import re
 import runpy
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
+import linters
 import pytest
 import yaml
-from variants import ACTIONS_VARIANTS, DOCKER_VARIANTS, worker_command
+from variants import ACTIONS_VARIANTS, DOCKER_VARIANTS, TEMPLATE_JSON, worker_command
 
 WORKFLOW = ".github/workflows/ci.yml"
-# check-jsonschema from this interpreter's environment (requirements-dev.txt).
-BIN = str(Path(sys.executable).parent)
-CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=BIN) or "check-jsonschema"
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.sentinel.yml")
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -78,24 +74,50 @@ def test_dockerfile_is_multi_stage_on_the_chosen_python(bake, name):
     assert all(stage[0][1].startswith(image) for stage in stages)
 
 
-def test_dockerfile_final_stage_runs_as_a_non_root_user(default_project):
+@pytest.mark.parametrize("name", DOCKER_VARIANTS)
+def test_hadolint_finds_nothing_in_the_dockerfile(bake, name):
+    result = linters.hadolint(bake(name).path)
+
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == ""
+
+
+def test_dockerfile_final_stage_runs_as_a_numeric_non_root_user(default_project):
     final = dockerfile_stages(default_project.read("Dockerfile"))[-1]
 
     users = [arguments for keyword, arguments in final if keyword == "USER"]
 
     assert users
-    assert users[-1].split(":")[0] not in ("root", "0")
+    user, _, group = users[-1].partition(":")
+    assert user.isdigit() and int(user) != 0
+    assert group.isdigit()
 
 
-def test_dockerfile_healthcheck_uses_python_urllib_on_healthz(default_project):
+def test_dockerfile_healthcheck_runs_python_urllib_on_healthz_without_a_shell(
+    default_project,
+):
     final = dockerfile_stages(default_project.read("Dockerfile"))[-1]
 
     checks = [arguments for keyword, arguments in final if keyword == "HEALTHCHECK"]
 
     assert len(checks) == 1
-    assert "/healthz" in checks[0]
-    assert "urllib" in checks[0]
-    assert "curl" not in checks[0]
+    command = json.loads(checks[0].partition(" CMD ")[2])
+    assert command[:2] == ["python", "-c"]
+    assert "/healthz" in command[2]
+    assert "urllib" in command[2]
+
+
+def test_dockerfile_installs_the_locked_versions(default_project):
+    runs = [
+        arguments
+        for keyword, arguments in dockerfile_instructions(
+            default_project.read("Dockerfile")
+        )
+        if keyword == "RUN"
+    ]
+
+    assert "pip install --requirement requirements.txt" in runs
+    assert "pip install --no-deps . && pip check" in runs
 
 
 def test_dockerfile_installs_no_dev_extra(default_project):
@@ -142,18 +164,6 @@ def test_dockerignore_keeps_local_state_and_secrets_out(default_project):
 
 def compose(baked) -> dict:
     return yaml.safe_load(baked.read("docker-compose.yml"))
-
-
-def test_compose_files_follow_the_compose_spec(default_project):
-    for name in ("docker-compose.yml", "docker-compose.sentinel.yml"):
-        checked = subprocess.run(
-            [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.compose-spec", name],
-            cwd=default_project.path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_sentinel_override_adds_a_replica_and_three_sentinels(default_project):
@@ -231,6 +241,16 @@ def test_compose_web_runs_gunicorn(default_project):
 
 
 @pytest.mark.parametrize("name", DOCKER_VARIANTS)
+def test_compose_files_match_the_compose_spec(bake, name):
+    baked = bake(name)
+
+    for file in COMPOSE_FILES:
+        result = linters.check_jsonschema(baked.path, "compose-spec", file)
+
+        assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", DOCKER_VARIANTS)
 def test_compose_worker_runs_the_recommended_consumer_command(bake, name):
     baked = bake(name)
 
@@ -257,13 +277,48 @@ def test_compose_documents_scaling_workers(default_project):
 
 
 @pytest.mark.parametrize("name", ACTIONS_VARIANTS)
-def test_workflow_sets_up_the_chosen_python(bake, name):
+def test_actionlint_finds_nothing_in_the_workflow(bake, name):
+    result = linters.actionlint(bake(name).path, WORKFLOW)
+
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", ACTIONS_VARIANTS)
+@pytest.mark.parametrize(
+    ("schema", "file"),
+    [("github-workflows", WORKFLOW), ("dependabot", ".github/dependabot.yml")],
+)
+def test_github_files_match_their_schemas(bake, name, schema, file):
+    result = linters.check_jsonschema(bake(name).path, schema, file)
+
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", ACTIONS_VARIANTS)
+def test_workflow_tests_every_python_from_the_chosen_minimum(bake, name):
     baked = bake(name)
+    offered = TEMPLATE_JSON["python_version"]
+    expected = offered[offered.index(baked.variant.python_version) :]
 
-    steps = workflow(baked)["jobs"]["test"]["steps"]
+    job = workflow(baked)["jobs"]["test"]
 
-    setup = [s for s in steps if s.get("uses", "").startswith("actions/setup-python")]
-    assert str(setup[0]["with"]["python-version"]) == baked.variant.python_version
+    assert job["strategy"]["matrix"]["python-version"] == expected
+    assert expected[-1] == "3.13"
+    setup = [
+        s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")
+    ]
+    assert setup[0]["with"]["python-version"] == "${{ matrix.python-version }}"
+
+
+def test_workflow_uses_the_current_major_of_each_action(default_project):
+    steps = workflow(default_project)["jobs"]["test"]["steps"]
+
+    used = sorted(step["uses"] for step in steps if "uses" in step)
+
+    # The newest majors when this was written (checkout 7.0, setup-python 7.0,
+    # both on Node 24); Dependabot proposes the next ones.
+    assert used == ["actions/checkout@v7", "actions/setup-python@v7"]
 
 
 def test_workflow_runs_on_push_and_pull_request(default_project):
@@ -296,7 +351,7 @@ def test_workflow_installs_lints_and_tests(default_project):
     commands = workflow_run_lines(default_project)
 
     for expected in (
-        "pip install -e '.[dev]'",
+        "pip install -e '.[dev]' --constraint requirements.txt",
         "ruff check .",
         "ruff format --check .",
         "pytest",

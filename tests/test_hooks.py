@@ -120,6 +120,29 @@ def test_post_gen_hook_prints_next_steps(cookiecutter_cli, tmp_path):
         assert step in result.stdout
 
 
+def test_post_gen_hook_says_how_to_open_the_monitor(cookiecutter_cli, tmp_path):
+    result = cookiecutter_cli(tmp_path)
+
+    # Without these the monitor answers 403 (docs/monitor.md).
+    for step in (
+        "cp .env.example .env",
+        "FLASK_SECRET_KEY",
+        "FLASK_MONITOR_USERNAME",
+        "FLASK_MONITOR_PASSWORD",
+        "/monitor",
+    ):
+        assert step in result.stdout
+
+
+def test_post_gen_hook_says_what_to_do_when_port_5000_is_taken(
+    cookiecutter_cli, tmp_path
+):
+    result = cookiecutter_cli(tmp_path)
+
+    assert "--port 5001" in result.stdout
+    assert "AirPlay" in result.stdout
+
+
 def test_post_gen_hook_mentions_docker_compose_only_with_docker(
     cookiecutter_cli, tmp_path
 ):

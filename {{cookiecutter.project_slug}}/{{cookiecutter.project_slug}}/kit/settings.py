@@ -154,8 +154,16 @@ METRICS_TOKEN = None
 METRICS_FLUSH_INTERVAL = 1.0
 # A worker whose last heartbeat is older than this (seconds) is not alive.
 METRICS_WORKER_TTL = 15.0
-# Upper bounds (seconds) of the job duration histogram's buckets.
-METRICS_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+# Upper bounds (seconds) of the job duration histogram's buckets. When a job's
+# timeout (or JOB_TIMEOUT) is longer than the last one, that timeout is added
+# as a bucket too, so the histogram tells a long run from one that timed out.
+METRICS_DURATION_BUCKETS = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600,
+]  # fmt: skip
+# The first part of every series' name (<namespace>_jobs_completed_total), so
+# that they do not collide with other exporters' jobs_* series. None means the
+# app's package name (the project's slug); "" drops the prefix.
+METRICS_NAMESPACE = None
 
 # -- Job history (what /monitor and GET /jobs/<id> show) ---------------------
 # Finished records are kept until they are older than MAX_AGE seconds or

@@ -1,18 +1,20 @@
 """``GET /metrics``: what the jobs are doing, in Prometheus' text format.
 
-Series (``job_name`` is the job's registered name)::
+Series (``job_name`` is the job's registered name, ``queue`` the queue's;
+each name starts with ``METRICS_NAMESPACE``, the project's slug by default,
+as in ``acme_jobs_jobs_enqueued_total``)::
 
-    jobs_enqueued_total{job_name}        jobs queued (web, CLI, code)
-    jobs_completed_total{job_name}       jobs that ran to completion
-    jobs_failed_total{job_name}          jobs that failed for good (no retry left)
-    jobs_retried_total{job_name}         failed attempts scheduled to run again
-    jobs_recovered_total{job_name}       jobs re-queued after their worker died
-    jobs_timed_out_total{job_name}       attempts stopped at their timeout
-    jobs_duration_seconds{job_name}      histogram of attempt run times
-    jobs_queue_depth{queue}              jobs waiting to start
-    jobs_scheduled{queue}                jobs waiting for a later time (retries, ETAs)
-    jobs_oldest_queued_age_seconds{queue}  how long the next job has waited
-    jobs_workers_alive{queue}            huey workers (threads or processes) heartbeating
+    jobs_enqueued_total{queue,job_name}     jobs queued (web, CLI, code)
+    jobs_completed_total{queue,job_name}    jobs that ran to completion
+    jobs_failed_total{queue,job_name}       jobs that failed for good (no retry left)
+    jobs_retried_total{queue,job_name}      failed attempts scheduled to run again
+    jobs_recovered_total{queue,job_name}    jobs re-queued after their worker died
+    jobs_timed_out_total{queue,job_name}    attempts stopped at their timeout
+    jobs_duration_seconds{queue,job_name}   histogram of attempt run times
+    jobs_queue_depth{queue}                 jobs waiting to start
+    jobs_scheduled{queue}                   jobs waiting for a later time (retries, ETAs)
+    jobs_oldest_queued_age_seconds{queue}   how long the next job has waited
+    jobs_workers_alive{queue}               huey workers (threads or processes) heartbeating
 
 Where the numbers live
 ----------------------
@@ -50,6 +52,8 @@ series; this module is the endpoint and ``init_app``.
 import base64
 import hmac
 import logging
+import re
+from collections.abc import Iterable
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
@@ -58,6 +62,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from werkzeug.exceptions import TooManyRequests
 
+from .. import registry
 from ..backends import BACKEND_ERRORS
 from ..monitor import security
 from ..queues import known_queues
@@ -140,11 +145,12 @@ def metrics() -> Response:
         named = kit.backend.queue_sizes(names, scan=1)
     except BACKEND_ERRORS as exc:
         return Response(f"the job store is unreachable: {exc}\n", 503, mimetype="text/plain")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobsCollector(huey, snapshot, recorder, current_app.config["QUEUE_NAME"]))
-    registry.register(NamedQueuesCollector(named))  # per named queue (queues.py)
+    families = CollectorRegistry(auto_describe=False)
+    prefix = namespace(current_app)
+    families.register(JobsCollector(huey, snapshot, recorder, prefix))
+    families.register(NamedQueuesCollector(named, prefix))  # per named queue (queues.py)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return Response(encoder(registry), 200, headers={"Content-Type": content_type})
+    return Response(encoder(families), 200, headers={"Content-Type": content_type})
 
 
 @bp.record_once
@@ -152,13 +158,47 @@ def _install(state: BlueprintSetupState) -> None:
     init_app(state.app)
 
 
+# What Prometheus accepts at the start of a metric name (colons are left to
+# recording rules).
+_NAMESPACE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def namespace(app: Flask) -> str:
+    """The series' name prefix: METRICS_NAMESPACE, or the app's package name."""
+    configured = app.config.get("METRICS_NAMESPACE")
+    value = app.import_name.partition(".")[0] if configured is None else str(configured)
+    if value and not _NAMESPACE.fullmatch(value):
+        raise ValueError(
+            f"METRICS_NAMESPACE {value!r} is not a Prometheus name prefix:"
+            " use letters, digits and underscores, not starting with a digit"
+        )
+    return value
+
+
+def duration_buckets(configured: Iterable[float], default_timeout: float) -> list[float]:
+    """The configured buckets, plus the longest job timeout when it is above them all.
+
+    Without it, every run longer than the last bucket lands in +Inf alone, and
+    a 50-minute import could not be told from one stopped at its timeout.
+    """
+    buckets = sorted(float(bound) for bound in configured)
+    jobs = registry.all_jobs().values()
+    timeouts = [default_timeout if job.timeout is None else job.timeout for job in jobs]
+    # A timeout of 0 (or None) means none: such runs belong in +Inf.
+    longest = max((float(timeout) for timeout in timeouts if timeout), default=0.0)
+    if longest > (buckets[-1] if buckets else 0.0):
+        buckets.append(longest)
+    return buckets
+
+
 def init_app(app: Flask) -> Recorder:
     """Count job events on the app's Huey (called when the blueprint is registered)."""
+    namespace(app)  # a bad METRICS_NAMESPACE stops the app here, not at the first scrape
     kit = kit_state(app)
     huey: Huey = kit.huey
     recorder = Recorder(
         kit.backend.metrics_store(),
-        app.config["METRICS_DURATION_BUCKETS"],
+        duration_buckets(app.config["METRICS_DURATION_BUCKETS"], app.config["JOB_TIMEOUT"]),
         app.config["METRICS_FLUSH_INTERVAL"],
     )
     huey.signal()(recorder.on_signal)

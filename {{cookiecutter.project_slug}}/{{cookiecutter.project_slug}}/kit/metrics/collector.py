@@ -30,14 +30,26 @@ COUNTERS = {
 }
 
 
+def queue_label(huey: Huey) -> str:
+    """The ``queue`` label of every series read from this Huey's backend.
+
+    Counts are kept per queue (the stores key them by its name), so one
+    snapshot is one queue's. The one place that names it: were jobs spread
+    over several queues, a snapshot per queue would be labelled from here.
+    """
+    return huey.name
+
+
 class JobsCollector(Collector):
     """Turns one :class:`Snapshot` into Prometheus metric families."""
 
-    def __init__(self, huey: Huey, snapshot: Snapshot, recorder: Recorder, queue: str):
+    def __init__(self, huey: Huey, snapshot: Snapshot, recorder: Recorder, namespace: str):
         self.huey = huey
         self.snapshot = snapshot
         self.recorder = recorder
-        self.queue = queue
+        self.queue = queue_label(huey)
+        # "acme_jobs" gives acme_jobs_jobs_completed_total; "" gives jobs_completed_total.
+        self.prefix = f"{namespace}_jobs_" if namespace else "jobs_"
 
     def collect(self) -> Iterator[Metric]:
         per_event: dict[str, dict[str, int]] = collections.defaultdict(dict)
@@ -51,14 +63,15 @@ class JobsCollector(Collector):
                 per_event[event][rest] = value
         job_names = sorted({n for counts in per_event.values() for n in counts} | set(buckets))
 
+        prefix, per_job = self.prefix, ["queue", "job_name"]
         for event, help_text in COUNTERS.items():
-            family = CounterMetricFamily(f"jobs_{event}", help_text, labels=["job_name"])
+            family = CounterMetricFamily(f"{prefix}{event}", help_text, labels=per_job)
             for job_name in job_names:
-                family.add_metric([job_name], per_event[event].get(job_name, 0))
+                family.add_metric([self.queue, job_name], per_event[event].get(job_name, 0))
             yield family
 
         histogram = HistogramMetricFamily(
-            "jobs_duration_seconds", "How long job attempts ran.", labels=["job_name"]
+            f"{prefix}duration_seconds", "How long job attempts ran.", labels=per_job
         )
         for job_name in sorted(buckets):
             stored = buckets[job_name]
@@ -68,22 +81,22 @@ class JobsCollector(Collector):
                 running += stored.get(bound, 0)
                 cumulative.append((bound, running))
             total_us = per_event["duration_sum_us"].get(job_name, 0)
-            histogram.add_metric([job_name], cumulative, total_us / 1_000_000)
+            histogram.add_metric([self.queue, job_name], cumulative, total_us / 1_000_000)
         yield histogram
 
         labels = ["queue"]
         workers = sum(slots for slots, _ in self.snapshot.workers.values())
         scheduled = self.snapshot.scheduled
         for name, help_text, value in (
-            ("jobs_queue_depth", "Jobs waiting for a worker.", self.snapshot.depth),
-            ("jobs_scheduled", "Jobs waiting for a later time: retries, ETAs.", scheduled),
-            ("jobs_workers_alive", "Huey workers with a recent heartbeat.", workers),
+            ("queue_depth", "Jobs waiting for a worker.", self.snapshot.depth),
+            ("scheduled", "Jobs waiting for a later time: retries, ETAs.", scheduled),
+            ("workers_alive", "Huey workers with a recent heartbeat.", workers),
         ):
-            gauge = GaugeMetricFamily(name, help_text, labels=labels)
+            gauge = GaugeMetricFamily(f"{prefix}{name}", help_text, labels=labels)
             gauge.add_metric([self.queue], value)
             yield gauge
         age = GaugeMetricFamily(
-            "jobs_oldest_queued_age_seconds",
+            f"{prefix}oldest_queued_age_seconds",
             "Seconds the next job to start has been waiting (0 when none waits).",
             labels=labels,
         )
