@@ -158,15 +158,16 @@ def test_a_namespace_prometheus_would_reject_stops_the_app(tmp_path, namespace):
         make_app(tmp_path, METRICS_NAMESPACE=namespace)
 
 
-def test_every_job_series_carries_the_queue_label_as_the_gauges_do(tmp_path):
+def test_every_job_series_carries_its_named_queue_as_the_gauges_do(tmp_path):
     app = make_app(tmp_path, QUEUE_IMMEDIATE=True, QUEUE_NAME="billing")
     run_greet(app)
 
     samples = [sample for found in families(app).values() for sample in found]
+    labelled = {sample.labels["queue"] for sample in samples if "queue" in sample.labels}
 
-    assert samples
-    assert {sample.labels.get("queue") for sample in samples} == {"billing"}
-    assert value(scrape(app), "jobs_completed_total", queue="billing", job_name="testGreet") == 1
+    assert labelled == {"default"}  # every test job waits in the default queue
+    assert value(scrape(app), "jobs_completed_total", queue="default", job_name="testGreet") == 1
+    assert value(scrape(app), "jobs_queue_depth", queue="default") == 0
 
 
 def duration_bounds(app) -> list[float]:
@@ -224,8 +225,8 @@ def test_every_series_is_there_before_any_job_ran(tmp_path):
     names = {name.removeprefix(PREFIX) for name, _ in samples}
 
     assert {"jobs_queue_depth", "jobs_scheduled", "jobs_workers_alive"} <= names
-    assert value(samples, "jobs_queue_depth", queue="acme_jobs") == 0
-    assert value(samples, "jobs_oldest_queued_age_seconds", queue="acme_jobs") == 0
+    assert value(samples, "jobs_queue_depth", queue="default") == 0
+    assert value(samples, "jobs_oldest_queued_age_seconds", queue="default") == 0
 
 
 def test_completed_failed_and_retried_jobs_are_counted_per_job_name(flaky):
@@ -306,9 +307,8 @@ def test_queue_depth_and_the_oldest_jobs_age(tmp_path):
 
     samples = scrape(app)
 
-    queue = "acme_jobs"
-    assert value(samples, "jobs_queue_depth", queue=queue) == 3
-    assert 0.3 <= value(samples, "jobs_oldest_queued_age_seconds", queue=queue) < 30
+    assert value(samples, "jobs_queue_depth", queue="default") == 3
+    assert 0.3 <= value(samples, "jobs_oldest_queued_age_seconds", queue="default") < 30
 
 
 def test_counts_from_other_processes_add_up(tmp_path):
@@ -336,7 +336,7 @@ def test_workers_alive_counts_fresh_heartbeats_only(tmp_path):
 
     samples = scrape(app)
 
-    assert value(samples, "jobs_workers_alive", queue="acme_jobs") == 6
+    assert value(samples, "jobs_workers_alive") == 6
 
 
 def test_a_stopping_worker_removes_its_heartbeat(tmp_path):
@@ -344,13 +344,12 @@ def test_a_stopping_worker_removes_its_heartbeat(tmp_path):
     recorder = app.extensions["jobkit"].metrics
     recorder.worker_started()
     recorder.worker_started()
-    queue = "acme_jobs"
-    assert value(scrape(app), "jobs_workers_alive", queue=queue) == 2
+    assert value(scrape(app), "jobs_workers_alive") == 2
 
     recorder.worker_stopped()
     recorder.worker_stopped()
 
-    assert value(scrape(app), "jobs_workers_alive", queue=queue) == 0
+    assert value(scrape(app), "jobs_workers_alive") == 0
 
 
 def test_counts_wait_in_memory_while_the_backend_is_down(tmp_path, redis_url):
@@ -402,11 +401,10 @@ def test_scraping_a_running_stack_shows_the_jobs_it_ran(backend, start_stack, mo
 
     wait_for(lambda: counted(get_metrics()) == [5, 5], "the workers' counts never arrived")
     samples = get_metrics()
-    queue = stack.env["FLASK_QUEUE_NAME"]
     assert value(samples, "jobs_enqueued_total", job_name="testGreet") == 5
     for counter in ("failed", "retried", "recovered", "timed_out"):
         assert value(samples, f"jobs_{counter}_total", job_name="testGreet") == 0
     assert value(samples, "jobs_duration_seconds_count", job_name="testGreet") == 5
-    assert value(samples, "jobs_queue_depth", queue=queue) == 0
-    assert value(samples, "jobs_oldest_queued_age_seconds", queue=queue) == 0
-    assert value(samples, "jobs_workers_alive", queue=queue) == 2  # --workers 2
+    assert value(samples, "jobs_queue_depth", queue="default") == 0
+    assert value(samples, "jobs_oldest_queued_age_seconds", queue="default") == 0
+    assert value(samples, "jobs_workers_alive") == 2  # --workers 2

@@ -97,7 +97,6 @@ def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
     # Both consumers took jobs: each worker process reports as host:pid.
     workers = {record["worker"] for record in records}
     assert len(workers) >= 2, workers
-    queue = stack.env["FLASK_QUEUE_NAME"]
     # Every process writes its counts within METRICS_FLUSH_INTERVAL.
     counted = (("jobs_enqueued_total", "testGreet"), ("jobs_completed_total", "testGreet"))
     wait_for(
@@ -106,8 +105,8 @@ def test_gunicorn_and_two_workers_on_redis_run_every_dispatched_job(production):
     )
     samples = scrape(stack)
     # Two consumers with the default WORKERS = 2 each.
-    assert samples["jobs_workers_alive", queue] == 4
-    assert samples["jobs_queue_depth", queue] == 0
+    assert samples["jobs_workers_alive", ""] == 4
+    assert samples["jobs_queue_depth", "default"] == 0
 
 
 def test_gunicorn_runs_the_configured_workers_and_writes_access_logs(production):

@@ -221,10 +221,10 @@ def test_metrics_give_each_named_queues_depth_and_oldest_age(metrics_app):
 
     samples = scrape(metrics_app)
 
-    assert value(samples, "jobs_named_queue_depth", queue="critical") == 2
-    assert value(samples, "jobs_named_queue_depth", queue="low") == 0
-    assert 0.2 <= value(samples, "jobs_named_queue_oldest_age_seconds", queue="critical") < 30
-    assert value(samples, "jobs_named_queue_oldest_age_seconds", queue="low") == 0
+    assert value(samples, "jobs_queue_depth", queue="critical") == 2
+    assert value(samples, "jobs_queue_depth", queue="low") == 0
+    assert 0.2 <= value(samples, "jobs_oldest_queued_age_seconds", queue="critical") < 30
+    assert value(samples, "jobs_oldest_queued_age_seconds", queue="low") == 0
 
 
 @pytest.fixture(params=["sqlite", "redis"])

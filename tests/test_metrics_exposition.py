@@ -61,7 +61,7 @@ def test_the_scrape_has_every_kind_of_series(exposition):
     assert "# TYPE acme_jobs_jobs_completed_total counter" in exposition
     assert "# TYPE acme_jobs_jobs_duration_seconds histogram" in exposition
     assert "# TYPE acme_jobs_jobs_queue_depth gauge" in exposition
-    failed = 'acme_jobs_jobs_failed_total{job_name="alwaysFails",queue="acme_jobs"} 1.0'
+    failed = 'acme_jobs_jobs_failed_total{job_name="alwaysFails",queue="default"} 1.0'
     assert failed in exposition
 
 

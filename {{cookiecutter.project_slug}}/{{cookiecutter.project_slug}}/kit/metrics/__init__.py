@@ -1,6 +1,7 @@
 """``GET /metrics``: what the jobs are doing, in Prometheus' text format.
 
-Series (``job_name`` is the job's registered name, ``queue`` the queue's;
+Series (``job_name`` is the job's registered name, ``queue`` the named queue
+it waits in, ``@job(queue=...)``;
 each name starts with ``METRICS_NAMESPACE``, the project's slug by default,
 as in ``acme_jobs_jobs_enqueued_total``)::
 
@@ -12,9 +13,9 @@ as in ``acme_jobs_jobs_enqueued_total``)::
     jobs_timed_out_total{queue,job_name}    attempts stopped at their timeout
     jobs_duration_seconds{queue,job_name}   histogram of attempt run times
     jobs_queue_depth{queue}                 jobs waiting to start
-    jobs_scheduled{queue}                   jobs waiting for a later time (retries, ETAs)
-    jobs_oldest_queued_age_seconds{queue}   how long the next job has waited
-    jobs_workers_alive{queue}               huey workers (threads or processes) heartbeating
+    jobs_oldest_queued_age_seconds{queue}   how long the queue's next job has waited
+    jobs_scheduled                          jobs waiting for a later time (retries, ETAs)
+    jobs_workers_alive                      huey workers (threads or processes) heartbeating
 
 Where the numbers live
 ----------------------
@@ -69,7 +70,6 @@ from ..queues import known_queues
 from ..registry import all_jobs
 from ..state import kit_state
 from .collector import JobsCollector
-from .queues import NamedQueuesCollector
 from .recorder import Recorder
 
 __all__ = ["Recorder", "bp", "init_app"]
@@ -136,19 +136,18 @@ def metrics() -> Response:
         return response
 
     kit = kit_state()
-    huey: Huey = kit.huey
     recorder: Recorder = kit.metrics
     recorder.flush()  # this process's own counts are up to date at least
     try:
         snapshot = recorder.store.read(current_app.config["METRICS_WORKER_TTL"])
-        names = known_queues(current_app.config, all_jobs().values())
+        jobs = all_jobs()
+        names = known_queues(current_app.config, jobs.values())
         named = kit.backend.queue_sizes(names, scan=1)
     except BACKEND_ERRORS as exc:
         return Response(f"the job store is unreachable: {exc}\n", 503, mimetype="text/plain")
     families = CollectorRegistry(auto_describe=False)
-    prefix = namespace(current_app)
-    families.register(JobsCollector(huey, snapshot, recorder, prefix))
-    families.register(NamedQueuesCollector(named, prefix))  # per named queue (queues.py)
+    job_queues = {name: job.queue for name, job in jobs.items()}
+    families.register(JobsCollector(snapshot, recorder, namespace(current_app), job_queues, named))
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(families), 200, headers={"Content-Type": content_type})
 

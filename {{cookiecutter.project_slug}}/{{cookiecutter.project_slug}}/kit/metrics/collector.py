@@ -1,12 +1,9 @@
 """The Prometheus collector: one scrape's :class:`Snapshot` as metric families."""
 
 import collections
-import datetime
-import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-from huey import Huey
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -15,10 +12,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .. import queues
+from ..huey_seam.storage import QueueSize
 from .recorder import SEP, Recorder
 from .stores import Snapshot
-
-log = logging.getLogger(__name__)
 
 COUNTERS = {
     "enqueued": "Jobs queued, by the HTTP API, the CLI or code.",
@@ -30,24 +27,27 @@ COUNTERS = {
 }
 
 
-def queue_label(huey: Huey) -> str:
-    """The ``queue`` label of every series read from this Huey's backend.
-
-    Counts are kept per queue (the stores key them by its name), so one
-    snapshot is one queue's. The one place that names it: were jobs spread
-    over several queues, a snapshot per queue would be labelled from here.
-    """
-    return huey.name
-
-
 class JobsCollector(Collector):
-    """Turns one :class:`Snapshot` into Prometheus metric families."""
+    """Turns one :class:`Snapshot` into Prometheus metric families.
 
-    def __init__(self, huey: Huey, snapshot: Snapshot, recorder: Recorder, namespace: str):
-        self.huey = huey
+    Every job series carries the ``queue`` label: the named queue its job
+    waits in (``@job(queue=...)``), as the depth and age gauges do.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        recorder: Recorder,
+        namespace: str,
+        job_queues: Mapping[str, str],
+        sizes: Mapping[str, QueueSize],
+    ):
         self.snapshot = snapshot
         self.recorder = recorder
-        self.queue = queue_label(huey)
+        # job name -> its named queue; a name no job has (any more) counts as "default".
+        self.job_queues = job_queues
+        # named queue -> its depth and next message, read for this scrape.
+        self.sizes = sizes
         # "acme_jobs" gives acme_jobs_jobs_completed_total; "" gives jobs_completed_total.
         self.prefix = f"{namespace}_jobs_" if namespace else "jobs_"
 
@@ -64,10 +64,12 @@ class JobsCollector(Collector):
         job_names = sorted({n for counts in per_event.values() for n in counts} | set(buckets))
 
         prefix, per_job = self.prefix, ["queue", "job_name"]
+        queue_of = {name: self.job_queues.get(name, queues.DEFAULT) for name in job_names}
         for event, help_text in COUNTERS.items():
             family = CounterMetricFamily(f"{prefix}{event}", help_text, labels=per_job)
             for job_name in job_names:
-                family.add_metric([self.queue, job_name], per_event[event].get(job_name, 0))
+                count = per_event[event].get(job_name, 0)
+                family.add_metric([queue_of[job_name], job_name], count)
             yield family
 
         histogram = HistogramMetricFamily(
@@ -81,45 +83,34 @@ class JobsCollector(Collector):
                 running += stored.get(bound, 0)
                 cumulative.append((bound, running))
             total_us = per_event["duration_sum_us"].get(job_name, 0)
-            histogram.add_metric([self.queue, job_name], cumulative, total_us / 1_000_000)
+            total = total_us / 1_000_000
+            histogram.add_metric([queue_of[job_name], job_name], cumulative, total)
         yield histogram
 
-        labels = ["queue"]
-        workers = sum(slots for slots, _ in self.snapshot.workers.values())
-        scheduled = self.snapshot.scheduled
-        for name, help_text, value in (
-            ("queue_depth", "Jobs waiting for a worker.", self.snapshot.depth),
-            ("scheduled", "Jobs waiting for a later time: retries, ETAs.", scheduled),
-            ("workers_alive", "Huey workers with a recent heartbeat.", workers),
-        ):
-            gauge = GaugeMetricFamily(f"{prefix}{name}", help_text, labels=labels)
-            gauge.add_metric([self.queue], value)
-            yield gauge
+        depth = GaugeMetricFamily(
+            f"{prefix}queue_depth", "Jobs waiting for a worker.", labels=["queue"]
+        )
         age = GaugeMetricFamily(
             f"{prefix}oldest_queued_age_seconds",
             "Seconds the next job to start has been waiting (0 when none waits).",
-            labels=labels,
+            labels=["queue"],
         )
-        waited = self.oldest_age()
-        if waited is not None:
-            age.add_metric([self.queue], waited)
+        now = time.time()
+        for name, size in self.sizes.items():
+            depth.add_metric([name], size.depth)
+            since = queues.waiting_since(size.next_message)
+            if size.next_message is None:
+                age.add_metric([name], 0.0)
+            elif since is not None:  # else queued by code that bypasses enqueue()
+                age.add_metric([name], max(0.0, now - since))
+        yield depth
         yield age
-
-    def oldest_age(self) -> float | None:
-        if self.snapshot.oldest is None:
-            return 0.0
-        try:
-            message = self.huey.serializer.deserialize(self.snapshot.oldest)
-        except (ValueError, TypeError) as exc:
-            log.warning("could not read the oldest queued job: %s", exc)
-            return None
-        meta = (message.kwargs or {}).get("meta") or {}
-        since = meta.get("enqueued_at")
-        if since is None:  # queued by code that bypasses the kit's enqueue()
-            return None
-        eta = message.eta
-        if eta is not None:  # a retry or a scheduled job: it waits since then
-            if eta.tzinfo is None:  # Huey keeps naive UTC times (utc=True)
-                eta = eta.replace(tzinfo=datetime.UTC)
-            since = max(since, eta.timestamp())
-        return max(0.0, time.time() - since)
+        # Not per queue: the schedule and the workers are the app's.
+        workers = sum(slots for slots, _ in self.snapshot.workers.values())
+        for name, help_text, value in (
+            ("scheduled", "Jobs waiting for a later time: retries, ETAs.", self.snapshot.scheduled),
+            ("workers_alive", "Huey workers with a recent heartbeat.", workers),
+        ):
+            gauge = GaugeMetricFamily(f"{prefix}{name}", help_text)
+            gauge.add_metric([], value)
+            yield gauge
