@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import random
 import re
 import threading
@@ -28,6 +27,8 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .portability import after_fork_in_child
 
 DEFAULT = "default"
 # Queue names go into Redis keys and URLs: short, and no separators.
@@ -189,7 +190,7 @@ class Selection:
         # Forked worker processes draw apart, not in step with each other; a
         # weak reference, so that apps built and dropped (tests) can go.
         ref = weakref.ref(self._random)
-        os.register_at_fork(after_in_child=lambda: (drawn := ref()) and drawn.seed())
+        after_fork_in_child(lambda: (drawn := ref()) and drawn.seed())
 
     def serve(self, weights: Any, strict: bool | None = None) -> None:
         """Serve these queues from now on (the worker's ``--queues``)."""
