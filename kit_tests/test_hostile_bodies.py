@@ -64,6 +64,16 @@ def test_a_surrogate_sent_as_raw_bytes_is_a_400(keyed):
     assert pending(keyed.application) == 0
 
 
+def test_a_surrogate_in_a_utf16_body_is_a_400(keyed):
+    # json.loads also reads UTF-16, where neither an escape nor 0xED shows.
+    body = '{"nome": "\ud800", "idade": 30}'.encode("utf-16-le", "surrogatepass")
+
+    response = keyed.post("/jobs/testGreet", data=body, headers=KEY)
+
+    assert response.json["error"] == "invalid_unicode"
+    assert pending(keyed.application) == 0
+
+
 def test_a_proper_surrogate_pair_is_text(keyed):
     body = json.dumps({"nome": "\U0001f600", "idade": 30})  # written as \ud83d\ude00
 

@@ -71,7 +71,8 @@ def dispatch(name: str) -> tuple[Response, int]:
     if not isinstance(payload, dict):
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
-        delay, at = when(request.args)
+        # Most dispatches have no query string: no parsing then.
+        delay, at = when(request.args) if request.environ.get("QUERY_STRING") else (None, None)
         dispatched = dispatch_job(
             name,
             payload,

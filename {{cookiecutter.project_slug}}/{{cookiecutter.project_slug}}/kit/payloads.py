@@ -40,8 +40,22 @@ def parse(text: bytes | str) -> Any:
         raise too_deep() from None
     except ValueError as exc:  # also bytes that are not UTF-8
         raise Refused("invalid_json", f"this is not valid JSON: {exc}") from None
-    check(value)
+    if isinstance(text, str) or might_need_check(text):
+        check(value)
     return value
+
+
+def might_need_check(body: bytes) -> bool:
+    """False when a body parsed from bytes cannot hold what :func:`check` refuses.
+
+    A lone surrogate comes from a ``\\u`` escape, or as the bytes that would
+    encode it (``json.loads`` lets those through), which all start with 0xED,
+    or in UTF-16 or UTF-32 (which ``json.loads`` reads too), full of NULs;
+    nesting deeper than :data:`MAX_DEPTH` needs more brackets than that. The
+    usual payload has none of these and skips the walk.
+    """
+    suspect = b"\\u" in body or b"\xed" in body or b"\x00" in body
+    return suspect or body.count(b"[") + body.count(b"{") > MAX_DEPTH
 
 
 def check(value: Any) -> None:
