@@ -156,6 +156,15 @@ def test_with_strict_priority_no_lower_job_starts_while_a_higher_one_waits(stric
     assert taken == ["critical"] * 20 + ["default"] * 20 + ["low"] * 20
 
 
+def test_with_strict_priority_a_job_queued_after_a_take_still_starts_first(strict_app):
+    dispatch(strict_app, "low", 5)
+    first = drain(strict_app, limit=1)  # a worker that prefetched would hold 4 more
+
+    dispatch(strict_app, "critical")
+
+    assert first + drain(strict_app) == ["low", "critical", "low", "low", "low", "low"]
+
+
 def test_a_paused_queue_is_skipped_until_it_resumes(app):
     dispatch(app, "critical")
     dispatch(app, "low")

@@ -98,7 +98,8 @@ IDEMPOTENCY_WINDOW = 24 * 3600
 # object of queue name -> weight ({"critical": 6, "default": 3, "low": 1}, or
 # `--queues critical=6,default=3,low=1` on the worker): each take picks a
 # non-empty queue with a probability proportional to its weight. With
-# STRICT_PRIORITY the heaviest non-empty queue always goes first.
+# STRICT_PRIORITY the heaviest non-empty queue always goes first, and a
+# worker takes no job ahead (WORKER_PREFETCH): each one is chosen as it starts.
 WORKER_QUEUES = {"default": 1}
 STRICT_PRIORITY = False
 

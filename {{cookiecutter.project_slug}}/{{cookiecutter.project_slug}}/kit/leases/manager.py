@@ -196,9 +196,12 @@ class LeaseManager:
         now = time.time()
         renew = now - self._renewed_at >= RENEW_ON_TAKE_EVERY
         ahead = self.settings.prefetch - 1 if self.store.prefetches else 0
+        queues = getattr(self.huey, "queues", None)
+        if queues is not None and queues.strict:
+            ahead = 0  # strict priority is decided as each job starts: none taken ahead
         try:
             expires_at = now + self.settings.timeout if renew else None
-            pick = self.huey.queues.next_pick() if hasattr(self.huey, "queues") else None
+            pick = queues.next_pick() if queues is not None else None
             leases = self.store.take(self.worker, expires_at, ahead, pick)
         except self.store.errors as exc:
             self.outage.failed(exc)
