@@ -115,6 +115,8 @@ def replicated_url(tmp_path):
     follower = redis.Redis(port=replica.port)
     follower.replicaof("127.0.0.1", primary.port)
     wait_for(lambda: follower.info("replication")["master_link_status"] == "up", "no sync")
+    leader = redis.Redis(port=primary.port)
+    wait_for(lambda: "online" in str(leader.info("replication").get("slave0")), "not online")
     yield primary.url
     replica.stop()
     primary.stop()
@@ -143,7 +145,9 @@ def test_a_job_not_replicated_is_queued_and_its_retry_finds_it(waiting_app):
 
 
 def test_with_a_replica_in_sync_a_waiting_dispatch_is_accepted(replicated_url):
-    app = create_app({"TESTING": True, "REDIS_URL": replicated_url, "REDIS_WAIT_REPLICAS": 1})
+    # The longest wait the socket timeout allows: a busy machine's replica may be slow.
+    settings = {"REDIS_WAIT_REPLICAS": 1, "REDIS_WAIT_TIMEOUT_MS": 900}
+    app = create_app({"TESTING": True, "REDIS_URL": replicated_url, **settings})
     conn = redis.Redis.from_url(replicated_url)
 
     response = app.test_client().post("/jobs/testGreet", json=PERSON)

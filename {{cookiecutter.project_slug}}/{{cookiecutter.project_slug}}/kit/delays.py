@@ -125,7 +125,7 @@ def write_scheduled(
     ``guard``: an idempotency key written in the same write (``idempotency``).
     """
     now = model.now()
-    key_name = (task.kwargs.get("meta") or {}).get("api_key_name")
+    meta = task.kwargs.get("meta") or {}
     change = Change(
         task.id,
         task.name,
@@ -134,7 +134,15 @@ def write_scheduled(
         score=at,
         fields={"eta": at},
         create={"payload": model.to_json(payload), "enqueued_at": now},
-        events=[event("scheduled", now, eta=at, api_key_name=key_name)],
+        events=[
+            event(
+                "scheduled",
+                now,
+                eta=at,
+                queue=meta.get("queue"),
+                api_key_name=meta.get("api_key_name"),
+            )
+        ],
     )
     if task.expires:
         task.resolve_expires(huey.utc)

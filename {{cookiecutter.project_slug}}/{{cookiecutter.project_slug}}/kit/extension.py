@@ -51,7 +51,7 @@ class JobKit:
         # worker that read different settings show it at once.
         name = app.config["QUEUE_NAME"]
         location = queue.queue_location(app.config, app.instance_path)
-        log.info("queue %s on %s", name, location, extra={"queue": name, "backend": location})
+        log.info("queue %s on %s", name, location, extra={"queue_name": name, "backend": location})
 
         app.register_blueprint(jobs_api.bp)
         app.register_blueprint(health.bp)

@@ -124,6 +124,9 @@ def dispatch(name: str) -> tuple[Response, int]:
         except BACKEND_ERRORS:
             record = {}
         body.update(status=record.get("status", "queued"), duplicate=True)
+        if body["status"] == "scheduled" and isinstance(record.get("eta"), int | float):
+            eta = datetime.datetime.fromtimestamp(record["eta"], datetime.UTC)
+            body["eta"] = eta.isoformat(timespec="milliseconds")
         code = 200
     response = jsonify(body)
     # Without scheme and host, as Flask's own redirects are: Werkzeug would

@@ -65,7 +65,7 @@ FORMATS = ("text", "json")
 
 # Record attributes that JSON lines carry as fields when a record has them:
 # gunicorn's access lines (AccessLogFields) and the queue's first line.
-EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "queue", "backend")
+EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "queue_name", "backend")
 
 # What a text line must not carry raw: C0 and C1 control characters (line
 # breaks, ESC of ANSI sequences, NUL), DEL and Unicode's line separators.

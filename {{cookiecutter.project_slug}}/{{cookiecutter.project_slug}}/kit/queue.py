@@ -110,13 +110,13 @@ def queue_location(config: dict[str, Any], instance_path: str) -> str:
             f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             for host, port in sentinel.parse_sentinels(config["REDIS_SENTINELS"])
         )
-        db = urllib.parse.urlsplit(url).path.strip("/") if url else ""
-        return f"redis+sentinel://{sentinels}/{config['REDIS_SENTINEL_MASTER']}/{db or '0'}"
+        db = redis_db(urllib.parse.urlsplit(url)) if url else "0"
+        return f"redis+sentinel://{sentinels}/{config['REDIS_SENTINEL_MASTER']}/{db}"
     if not url:
         return "sqlite:///" + os.path.abspath(sqlite_path(config, instance_path)).lstrip("/")
     parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
     if parts.scheme == "unix":
+        query = dict(urllib.parse.parse_qsl(parts.query))
         return f"unix://{parts.path}?db={query.get('db', '0')}"
     host = parts.hostname or "localhost"
     host = f"[{host}]" if ":" in host else host
@@ -124,8 +124,13 @@ def queue_location(config: dict[str, Any], instance_path: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:  # redis-py would have refused it already; say nothing more
         port = ""
-    db = parts.path.strip("/") or query.get("db", "0")
-    return f"{parts.scheme}://{host}{port}/{db}"
+    return f"{parts.scheme}://{host}{port}/{redis_db(parts)}"
+
+
+def redis_db(parts: urllib.parse.SplitResult) -> str:
+    """The database a Redis URL names: its path, or its ``?db=``, else 0."""
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    return parts.path.strip("/") or query.get("db", "0")
 
 
 def init_app(app: Flask) -> Huey:
@@ -339,8 +344,13 @@ def dispatch(
     # One line links the request (its id) to the job it queued (the job's id).
     # Its fields are given here, cheaper than a job_log_context() around it.
     job_fields = {"job": f"{name}:{task.id}", "job_name": name, "job_id": task.id}
+    if run_at is None:
+        what = "queued"
+    else:
+        what = "scheduled for " + datetime.datetime.fromtimestamp(run_at, datetime.UTC).isoformat()
     log.info(
-        "queued%s",
+        "%s%s",
+        what,
         f" (a retry of {retry_of})" if retry_of else "",
         extra={**job_fields, "attempt": None, "request_id": meta["request_id"]},
     )

@@ -32,7 +32,7 @@ from .portability import after_fork_in_child
 
 DEFAULT = "default"
 # Queue names go into Redis keys and URLs: short, and no separators.
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The pause target of one named queue (controls/), next to "queue" and "job:<name>".
 PAUSE_PREFIX = "queue:"
 # Seconds a worker serving several Redis queues waits before it looks again
@@ -42,7 +42,7 @@ IDLE_POLL = 0.1
 
 def check_name(name: Any) -> str:
     """``name`` if it can name a queue; else ValueError."""
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a queue name: 1-64 letters, digits, '_' or '-'")
     return name
 
@@ -83,7 +83,7 @@ def of_kwargs(kwargs: Any) -> str:
     """The queue written in a task's keyword arguments (its ``meta``); else default."""
     meta = kwargs.get("meta") if isinstance(kwargs, dict) else None
     queue = meta.get("queue") if isinstance(meta, dict) else None
-    return queue if isinstance(queue, str) and NAME.match(queue) else DEFAULT
+    return queue if isinstance(queue, str) and NAME.fullmatch(queue) else DEFAULT
 
 
 def of_task(task: Any) -> str:

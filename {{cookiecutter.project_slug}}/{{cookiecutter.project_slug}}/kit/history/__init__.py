@@ -115,16 +115,17 @@ class History(Reading):
         run_state.of(task).recorded = True
 
     def _queued(self, task: Task, payload: Any, at: float, retry_of: str | None = None) -> Change:
-        # The name of the HTTP API key that queued the job, if one did (queue.py).
-        key_name = (task.kwargs.get("meta") or {}).get("api_key_name")
-        message = f"retry of {retry_of}" if retry_of else None
+        # The named queue, and the HTTP API key that queued the job if one did (queue.py).
+        meta = task.kwargs.get("meta") or {}
+        detail = {key: meta.get(key) for key in ("queue", "api_key_name")}
+        detail["message"] = f"retry of {retry_of}" if retry_of else None
         return Change(
             task.id,
             task.name,
             at,
             status=model.QUEUED,
             create={"payload": model.to_json(payload), "enqueued_at": at, "retry_of": retry_of},
-            events=[event("queued", at, message=message, api_key_name=key_name)],
+            events=[event("queued", at, **detail)],
         )
 
     def _retried(self, job_id: str, new: Task, at: float) -> Change:

@@ -298,10 +298,16 @@ def parse_events(text: str | None) -> list[dict[str, Any]]:
 
 
 def api_key_name(events: Iterable[Mapping[str, Any]]) -> str | None:
-    """The name of the HTTP API key that queued the job (its "queued" event), if any."""
+    """The name of the HTTP API key that queued the job, if any."""
+    return from_dispatch(events, "api_key_name")
+
+
+def from_dispatch(events: Iterable[Mapping[str, Any]], detail: str) -> Any:
+    """A detail of the job's dispatch, kept on its first event ("queued", or
+    "scheduled" for a delayed job): the API key's name, the named queue."""
     for entry in events:
-        if entry["kind"] == "queued":
-            return entry.get("api_key_name")
+        if entry["kind"] in ("queued", "scheduled"):
+            return entry.get(detail)
     return None
 
 

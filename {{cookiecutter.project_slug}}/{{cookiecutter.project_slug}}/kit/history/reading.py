@@ -9,6 +9,7 @@ from typing import Any
 
 from huey import Huey
 
+from ..queues import DEFAULT as DEFAULT_QUEUE
 from . import model
 from .redis_store import RedisStore
 from .sqlite_store import SqliteStore
@@ -31,8 +32,7 @@ class Reading:
         if record is None:
             return None
         events = model.parse_events(record.pop("events", None))
-        record = self._complete(record)
-        record["api_key_name"] = model.api_key_name(events)
+        record = self._complete(record, events)
         if record["error"] is not None:
             # The newest event that carries an error explains the failure
             # (a "worker_lost" park, or a "failed" attempt with its traceback).
@@ -46,15 +46,16 @@ class Reading:
         record = self.store.get(job_id)
         if record is None:
             return None
-        record = self._complete(record)
         record["events"] = model.parse_events(record.get("events"))
-        record["api_key_name"] = model.api_key_name(record["events"])
+        record = self._complete(record, record["events"])
         record["attempts"] = model.attempts(record["events"])
         return record
 
-    def _complete(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _complete(self, record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
         """Every field present, None when unknown: the same shape on both backends."""
-        record["queue"] = self.huey.name
+        # The named queue the job was sent to; records from before named queues: the default.
+        record["queue"] = model.from_dispatch(events, "queue") or DEFAULT_QUEUE
+        record["api_key_name"] = model.api_key_name(events)
         for key in model.RECORD_FIELDS:
             record.setdefault(key, None)
         record["attempt"] = record["attempt"] or 0

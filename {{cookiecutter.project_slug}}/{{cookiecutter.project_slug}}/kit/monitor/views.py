@@ -72,7 +72,7 @@ def refresh_seconds() -> int:
 # these and nothing else: ``url_for`` gives meaning to some names of its own
 # (``endpoint``, ``_method``, ``_external``...), and a stranger's query string
 # must not reach it.
-LINK_PARAMS = ("name", "q", "cursor", "limit", "refresh")
+LINK_PARAMS = ("name", "queue", "q", "cursor", "limit", "refresh")
 
 
 def render(page: str, partial: str, **context: Any) -> str:
@@ -270,7 +270,9 @@ def retry(job_id: str) -> tuple[str | None, str]:
     if record["status"] != model.FAILED:
         return None, f"Only failed jobs can be retried; this one is {record['status']}."
     try:
-        new_id = enqueue(record["name"], record.get("payload"), retry_of=job_id)
+        new_id = enqueue(
+            record["name"], record.get("payload"), retry_of=job_id, queue=record["queue"]
+        )
     except UnknownJob:
         return None, f"No job called {record['name']!r} is registered any more."
     except ValidationError as exc:
