@@ -194,4 +194,4 @@ def test_json_logs_follow_one_job_from_its_request_to_its_end(launch):
         assert (line["job_name"], line["job_id"], line["attempt"]) == ("testGreet", job_id, 1)
     # gunicorn's own lines are JSON too, and the first line of the app names its queue.
     assert any(line["logger"] == "gunicorn.error" for line in lines("web"))
-    assert any(line.get("queue") == stack.env["FLASK_QUEUE_NAME"] for line in lines("web"))
+    assert any(line.get("queue_name") == stack.env["FLASK_QUEUE_NAME"] for line in lines("web"))

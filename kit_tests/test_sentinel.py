@@ -47,6 +47,13 @@ def test_a_wait_as_long_as_the_socket_timeout_is_refused():
         sentinel.wait_settings(config)
 
 
+def test_a_tls_master_url_with_sentinels_is_refused_rather_than_sent_in_clear():
+    settings = {"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_URL": "rediss://:pw@cache/0"}
+
+    with pytest.raises(ValueError, match="TLS"):
+        create_app({"TESTING": True, **settings})
+
+
 def test_an_app_with_sentinels_queues_on_the_master_they_name(tmp_path):
     # No sentinel runs: the pool is built, and asks only when first used.
     app = create_app({"TESTING": True, "REDIS_SENTINELS": "127.0.0.1:1", "REDIS_URL": None})

@@ -23,7 +23,7 @@ def read_dotenv() -> None:
     The file is looked for in the working directory and then its parents,
     like Flask's CLI. A variable already set in the environment keeps its
     value. ``FLASK_SKIP_DOTENV=1`` turns this off (tests, containers).
-    ``.flaskenv`` is not read: it is for ``flask`` commands (debug mode).
+    ``.flaskenv`` is not read: it is for ``flask`` commands only.
     """
     if not get_load_dotenv():
         return

@@ -19,7 +19,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from marshmallow import INCLUDE, Schema, fields
 
-from . import registry
+from . import job_ids, registry
 
 bp = Blueprint("jobs_openapi", __name__)
 
@@ -289,7 +289,8 @@ def _status_operation() -> dict[str, Any]:
                 "name": "job_id",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "minLength": 1},
+                # The kit's ids are UUIDs (job_ids.py): anything else is a 404.
+                "schema": {"type": "string", "pattern": f"^{job_ids.PATTERN}$"},
             }
         ],
         "responses": {

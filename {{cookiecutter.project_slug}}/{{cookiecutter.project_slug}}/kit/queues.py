@@ -33,8 +33,6 @@ from .portability import after_fork_in_child
 DEFAULT = "default"
 # Queue names go into Redis keys and URLs: short, and no separators.
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# The pause target of one named queue (controls/), next to "queue" and "job:<name>".
-PAUSE_PREFIX = "queue:"
 # Seconds a worker serving several Redis queues waits before it looks again
 # when all are empty: one blocking pop cannot wait on several lists.
 IDLE_POLL = 0.1

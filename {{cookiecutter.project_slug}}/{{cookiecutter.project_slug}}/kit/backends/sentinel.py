@@ -80,6 +80,12 @@ def connection_pool(config: Mapping[str, Any]) -> SentinelConnectionPool:
     connect_timeout = config["REDIS_CONNECT_TIMEOUT"]
     master_options: dict[str, Any] = {}
     if config.get("REDIS_URL"):
+        if config["REDIS_URL"].startswith("rediss://"):
+            # Better refused than the master's password sent in clear text.
+            raise ValueError(
+                "REDIS_SENTINELS does not support TLS (a rediss:// REDIS_URL) to the master: "
+                "use redis:// on a private network, or REDIS_URL alone"
+            )
         # The master's credentials and database; its address comes from the sentinels.
         parsed = redis.connection.parse_url(config["REDIS_URL"])
         master_options = {key: parsed[key] for key in MASTER_OPTIONS if key in parsed}

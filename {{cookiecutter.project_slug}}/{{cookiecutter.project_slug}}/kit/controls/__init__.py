@@ -37,7 +37,7 @@ from ..history import model as history_model
 from ..huey_seam import KitHuey
 from ..queues import check_name as check_queue_name
 from . import model
-from .model import QUEUE, Flush, LogLimits, job_target, parse_lines, present_progress
+from .model import QUEUE, QUEUE_PREFIX, Flush, LogLimits, job_target, parse_lines, present_progress
 from .recorder import Recorder
 
 if TYPE_CHECKING:
@@ -224,7 +224,11 @@ class Controls:
         """What is paused now (read fresh): the queue, job names, held job counts."""
         found = self.store.pauses()
         names = [key.split(":", 1)[1] for key in found if key.startswith("job:")]
-        named = {key[6:]: info for key, info in found.items() if key.startswith("queue:")}
+        named = {
+            key.removeprefix(QUEUE_PREFIX): info
+            for key, info in found.items()
+            if key.startswith(QUEUE_PREFIX)
+        }
         return {
             "queue": found.get(QUEUE),
             "queues": named,  # paused named queues (kit/queues.py)
@@ -424,7 +428,9 @@ class PauseGate:
     def is_open(self) -> bool:
         pauses = self.controls.paused_now()
         # Paused named queues are left out of the next takes' pick.
-        named = frozenset(key[6:] for key in pauses if key.startswith("queue:"))
+        named = frozenset(
+            key.removeprefix(QUEUE_PREFIX) for key in pauses if key.startswith(QUEUE_PREFIX)
+        )
         self.controls.huey.queues.set_paused(named)
         return QUEUE not in pauses
 

@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# A pause of the whole queue; a job name's pause is "job:<name>".
+# A pause of the whole queue; a job name's pause is "job:<name>", a named
+# queue's "queue:<name>".
 QUEUE = "queue"
+QUEUE_PREFIX = "queue:"
 
 
 def queue_target(queue: str) -> str:
     """The pause target of one named queue (see kit/queues.py)."""
-    return f"queue:{queue}"
+    return QUEUE_PREFIX + queue
 
 
 def job_target(name: str) -> str:

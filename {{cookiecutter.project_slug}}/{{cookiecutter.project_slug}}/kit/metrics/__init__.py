@@ -1,7 +1,7 @@
 """``GET /metrics``: what the jobs are doing, in Prometheus' text format.
 
 Series (``job_name`` is the job's registered name, ``queue`` the named queue
-it waits in, ``@job(queue=...)``;
+it declares, ``@job(queue=...)``;
 each name starts with ``METRICS_NAMESPACE``, the project's slug by default,
 as in ``acme_jobs_jobs_enqueued_total``)::
 

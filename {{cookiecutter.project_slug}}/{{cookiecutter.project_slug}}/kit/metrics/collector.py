@@ -31,7 +31,7 @@ class JobsCollector(Collector):
     """Turns one :class:`Snapshot` into Prometheus metric families.
 
     Every job series carries the ``queue`` label: the named queue its job
-    waits in (``@job(queue=...)``), as the depth and age gauges do.
+    declares (``@job(queue=...)``), as the depth and age gauges carry theirs.
     """
 
     def __init__(

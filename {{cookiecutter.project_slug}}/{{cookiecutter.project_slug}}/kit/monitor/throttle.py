@@ -5,7 +5,8 @@ An address that fails ``MONITOR_LOGIN_ATTEMPTS`` times within
 HTTP Basic, a wrong ``/metrics`` token, an unknown jobs API key) is refused
 with 429 until its oldest counted failure leaves the window, *even when it
 then sends the right credentials*: otherwise a guesser would learn which of
-its guesses was right.
+its guesses was right. (A right jobs API key is refused so only by the web
+processes that have seen the lockout: see :meth:`LoginThrottle.count`.)
 
 The failures live in the backend (see ``stores.py``), so every web process
 on every machine sees the same count: N gunicorn workers do not allow N
