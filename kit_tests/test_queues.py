@@ -122,6 +122,23 @@ def test_a_dispatch_may_send_a_job_to_another_queue_it_allows(app):
     assert depth(app, "critical") == 0
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def open_app(request, tmp_path):
+    return make_app(request, tmp_path, JOBS_API_OPEN=True)
+
+
+def test_over_http_a_dispatch_may_send_a_job_to_another_queue_it_allows(open_app):
+    client = open_app.test_client()
+
+    sent = client.post(f"/jobs/{JOBS['low']}?queue=default", json=PESSOA)
+    refused = client.post(f"/jobs/{JOBS['low']}?queue=critical", json=PESSOA)
+
+    assert sent.status_code == 202
+    assert (refused.status_code, refused.json["error"]) == (422, "invalid_queue")
+    assert [depth(open_app, name) for name in ("default", "low", "critical")] == [1, 0, 0]
+    assert kit(open_app).history.get(sent.json["id"])["queue"] == "default"
+
+
 def test_a_worker_takes_only_from_the_queues_it_serves(app):
     dispatch(app, "critical")
     dispatch(app, "default")

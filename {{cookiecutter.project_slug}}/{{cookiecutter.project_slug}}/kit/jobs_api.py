@@ -72,12 +72,19 @@ def dispatch(name: str) -> tuple[Response, int]:
         return error(400, "invalid_payload", "the body must be a JSON object")
     try:
         # Most dispatches have no query string: no parsing then.
-        delay, at = when(request.args) if request.environ.get("QUERY_STRING") else (None, None)
+        query = request.args if request.environ.get("QUERY_STRING") else {}
+        delay, at = when(query)
+        queue = query.get("queue")
+        if queue is not None and queue not in (job.queue, *job.queues):
+            allowed = ", ".join((job.queue, *job.queues))
+            message = f"{name} may go to these queues only: {allowed}"
+            return error(422, "invalid_queue", message, fields={"queue": [message]})
         dispatched = dispatch_job(
             name,
             payload,
             idempotency_key=idempotency_key,
             api_key_name=api_keys.key_name(),
+            queue=queue,
             delay=delay,
             eta=at,
         )

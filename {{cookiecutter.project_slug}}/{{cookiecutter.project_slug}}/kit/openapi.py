@@ -325,7 +325,17 @@ def _dispatch_operation(job: registry.Job) -> dict[str, Any]:
         "summary": job.description or f"Queue {job.name}.",
         "tags": ["jobs"],
         "security": KEY_REQUIRED,
-        "parameters": ["IdempotencyKey", "Delay", "At"],
+        "parameters": [
+            "IdempotencyKey",
+            "Delay",
+            "At",
+            {
+                "name": "queue",
+                "in": "query",
+                "description": "Send it to another named queue the job allows.",
+                "schema": {"type": "string", "enum": [job.queue, *job.queues]},
+            },
+        ],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": job.schema}},
