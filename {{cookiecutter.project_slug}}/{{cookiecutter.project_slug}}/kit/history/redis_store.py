@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 
+from .. import queues
 from ..backends import sentinel
 from ..huey_seam import RedisQueue
 from ..idempotency import KeyHeld, RedisGuard
@@ -123,7 +124,7 @@ class RedisStore:
         # A dispatch (one new job and its message) takes a shorter script.
         dispatch = self._is_dispatch(changes, message, heartbeat, extra)
         # The message goes to its named queue's list (kit/queues.py).
-        queue_key = self.queue_key if queue == "default" else f"{self.queue_key}.q.{queue}"
+        queue_key = queues.redis_key(self.queue_key, queue)
         if dispatch and self._queue_new_job(changes[0], message, guard, queue_key):
             return True
         specs = json.dumps([self._spec(change) for change in changes])

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from huey.storage import RedisStorage, SqliteStorage
 
-from ..queues import IDLE_POLL, Pick
+from ..queues import IDLE_POLL, Pick, redis_key, sqlite_name
 from ..queues import of_raw as queue_of
 
 
@@ -40,15 +40,14 @@ class KitRedisStorage(RedisStorage):
 
     def enqueue(self, data: bytes, priority: float | None = None) -> None:
         queue = queue_of(data)
-        key = self.queue_key if queue == "default" else f"{self.queue_key}.q.{queue}"
-        self.conn.lpush(key, data)
+        self.conn.lpush(redis_key(self.queue_key, queue), data)
 
     def dequeue(self) -> bytes | None:
         """Huey's take (leases off): from the named queue the weights pick."""
         pick = self.picks() if self.picks else None
         if pick is None or pick.names == ("default",):
             return super().dequeue()
-        keys = [self.queue_key if n == "default" else f"{self.queue_key}.q.{n}" for n in pick.names]
+        keys = [redis_key(self.queue_key, name) for name in pick.names]
         pipe = self.conn.pipeline(transaction=False)
         for key in keys:
             pipe.llen(key)
@@ -76,7 +75,7 @@ class KitSqliteStorage(SqliteStorage):
         pick = self.picks() if self.picks else None
         if pick is None or pick.names == ("default",):
             return super().dequeue()
-        names = [self.name if n == "default" else f"{self.name}.q.{n}" for n in pick.names]
+        names = [sqlite_name(self.name, name) for name in pick.names]
         query = "select 1 from task where queue = ? limit 1"
         found = [
             n for n, q in zip(pick.names, names, strict=True) if self.sql(query, (q,), results=True)
@@ -99,7 +98,7 @@ class KitSqliteStorage(SqliteStorage):
     def enqueue(self, data: bytes, priority: float | None = None) -> None:
         """Huey's enqueue, to the message's named queue (see ``KitRedisStorage``)."""
         queue = queue_of(data)
-        name = self.name if queue == "default" else f"{self.name}.q.{queue}"
+        name = sqlite_name(self.name, queue)
         self.sql(
             "insert into task (queue, data, priority) values (?, ?, ?)",
             (name, self.to_blob(data), priority or 0),
@@ -198,10 +197,7 @@ class RedisQueue:
             return []
         args: list[Any] = [self.schedule_score(now)]
         for move in moves:
-            queue_key = self.queue_key
-            if move.queue != "default":  # as queues.redis_key names it
-                queue_key = f"{queue_key}.q.{move.queue}"
-            args += [move.raw, move.message, queue_key]
+            args += [move.raw, move.message, redis_key(self.queue_key, move.queue)]
         flags = self._move_due_script(keys=[self.schedule_key, self.queue_key], args=args)
         return [bool(flag) for flag in flags]
 
@@ -213,7 +209,7 @@ class RedisQueue:
         """
         pipe = self.conn.pipeline(transaction=False)
         for name in names:
-            key = self.queue_key if name == "default" else f"{self.queue_key}.q.{name}"
+            key = redis_key(self.queue_key, name)
             pipe.llen(key)
             pipe.lindex(key, -1)  # LPUSH in, pop right: the tail is next
         pipe.zrange(self.schedule_key, 0, scan - 1)
@@ -261,8 +257,8 @@ class SqliteQueue:
         self.sql: Callable[..., Any] = storage.sql
 
     def queue_name(self, queue: str) -> str:
-        """The ``task.queue`` value of a named queue (``queues.sqlite_name``)."""
-        return self.name if queue == "default" else f"{self.name}.q.{queue}"
+        """The ``task.queue`` value of a named queue."""
+        return sqlite_name(self.name, queue)
 
     def has_queued(self, names: Iterable[str] | None = None) -> list[str]:
         """Which of these ``task.queue`` values have rows (Huey's queue's by default).
