@@ -3,7 +3,7 @@
 A Redis hash (and one for worker heartbeats) next to Huey's keys, or two
 tables in Huey's SQLite file; in immediate mode (tests), Huey's in-memory
 storage. Each store adds a batch of counts in one round trip and reads
-everything a scrape shows as one :class:`Snapshot`.
+the counts and heartbeats a scrape shows as one :class:`Snapshot`.
 """
 
 import collections
@@ -23,9 +23,8 @@ class Snapshot:
 
     counters: dict[str, int] = field(default_factory=dict)
     workers: dict[str, tuple[int, float]] = field(default_factory=dict)  # id → (slots, seen)
-    depth: int = 0
+    # Queue depths and ages are read per named queue (backend.queue_sizes).
     scheduled: int = 0
-    oldest: bytes | None = None  # the serialized job that will run next
 
 
 class RedisMetricsStore:
@@ -50,15 +49,11 @@ class RedisMetricsStore:
         pipe = self.queue.conn.pipeline(transaction=False)
         pipe.hgetall(self.key)
         pipe.hgetall(self.workers_key)
-        pipe.llen(self.queue.queue_key)
-        pipe.lindex(self.queue.queue_key, -1)  # LPUSH in, BRPOP out: the tail is next
         pipe.zcard(self.queue.schedule_key)
-        counters, workers, depth, oldest, scheduled = pipe.execute()
+        counters, workers, scheduled = pipe.execute()
         snapshot = Snapshot(
             counters={k.decode(): int(v) for k, v in counters.items()},
-            depth=depth,
             scheduled=scheduled,
-            oldest=oldest,
         )
         snapshot.workers, gone = _split_workers(
             {k.decode(): json.loads(v) for k, v in workers.items()}, stale_after
@@ -112,13 +107,7 @@ class SqliteMetricsStore:
             workers = cursor.execute(
                 "select worker, slots, seen from metrics_worker where queue = ?", (name,)
             ).fetchall()
-            oldest = self.tasks.next_queued(cursor)
-        snapshot = Snapshot(
-            counters=dict(counters),
-            depth=self.storage.queue_size(),
-            scheduled=self.storage.schedule_size(),
-            oldest=oldest[1] if oldest else None,
-        )
+        snapshot = Snapshot(counters=dict(counters), scheduled=self.storage.schedule_size())
         snapshot.workers, gone = _split_workers(
             {worker: [slots, seen] for worker, slots, seen in workers}, stale_after
         )
@@ -150,13 +139,7 @@ class MemoryMetricsStore:
 
     def read(self, stale_after: float) -> Snapshot:
         counters, workers = self.counters, self.workers
-        items = self.storage.enqueued_items(limit=1)
-        snapshot = Snapshot(
-            counters=dict(counters),
-            depth=self.storage.queue_size(),
-            scheduled=self.storage.schedule_size(),
-            oldest=items[0] if items else None,
-        )
+        snapshot = Snapshot(counters=dict(counters), scheduled=self.storage.schedule_size())
         snapshot.workers, _ = _split_workers(dict(workers), stale_after)
         return snapshot
 
