@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_NAME = "Bench Jobs"
@@ -545,6 +546,27 @@ def e2e_round(
         enqueue_rate=enqueue_rate,
         by_command={k: v for k, v in sorted(calls.items()) if v >= 0.01},
     )
+
+
+def producers(url: str) -> tuple[Any, Callable[[int], None], Callable[[int], None]]:
+    """The kit's app on ``url``, and two loops that queue n no-op jobs: the
+    kit's ``enqueue()`` and bare Huey's. Call after ``project.import_path()``."""
+    from bare_huey import noop
+    from bench_jobs import create_app
+    from bench_jobs.kit import enqueue
+
+    app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit", "SECRET_KEY": "bench"})
+
+    def enqueue_kit(n: int) -> None:
+        with app.app_context():
+            for _ in range(n):
+                enqueue("benchNoop", PAYLOAD)
+
+    def enqueue_bare(n: int) -> None:
+        for _ in range(n):
+            noop(PAYLOAD)
+
+    return app, enqueue_kit, enqueue_bare
 
 
 def huey_consumer(module: str, flags: Sequence[str]) -> list[str]:

@@ -140,20 +140,7 @@ def main() -> None:
     conn = redis.Redis.from_url(url)
     env = project.env(BENCH_REDIS_URL=url, REDIS_URL=url, FLASK_QUEUE_NAME="kit")
 
-    from bare_huey import noop
-    from bench_jobs import create_app
-    from bench_jobs.kit import enqueue
-
-    app = create_app({"REDIS_URL": url, "QUEUE_NAME": "kit", "SECRET_KEY": "bench"})
-
-    def enqueue_kit(n: int) -> None:
-        with app.app_context():
-            for _ in range(n):
-                enqueue("benchNoop", c.PAYLOAD)
-
-    def enqueue_bare(n: int) -> None:
-        for _ in range(n):
-            noop(c.PAYLOAD)
+    _, enqueue_kit, enqueue_bare = c.producers(url)
 
     def worker(side: str, workers: str) -> list[str]:
         flags = [*with_workers(FLAGS, workers), "-q"]
