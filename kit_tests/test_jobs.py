@@ -1,7 +1,7 @@
 """The job registry: finding jobs, validating payloads, retries."""
 
 import pytest
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields, post_load
 
 from acme_jobs import create_app
 from acme_jobs.kit import registry
@@ -47,6 +47,63 @@ def test_enqueue_from_code_validates_like_the_api(app):
 def test_enqueue_rejects_unknown_jobs(app):
     with app.app_context(), pytest.raises(UnknownJob):
         enqueue("noSuchJob", {})
+
+
+def payload_job(schema: type[Schema]) -> registry.Job:
+    """A job of ``schema``, not registered: only its load and dump are used."""
+    return registry.Job("testPayload", schema, lambda data: data)
+
+
+def test_a_flat_schema_of_json_values_is_queued_as_loaded_without_a_dump():
+    job = payload_job(Pessoa)
+    loaded = job.load({"nome": "Ana", "idade": 40})
+
+    assert job.loads_json
+    assert job.dump(loaded) is loaded
+
+
+class Renamed(Schema):
+    nome = fields.String(data_key="name")
+
+
+class Dated(Schema):
+    when = fields.Date()
+
+
+class Defaulted(Schema):
+    nome = fields.String()
+    idade = fields.Integer(dump_default=0)
+
+
+class Built(Schema):
+    nome = fields.String()
+
+    @post_load
+    def build(self, data: dict, **kwargs) -> dict:
+        return {"person": data}
+
+
+class AsText(Schema):
+    price = fields.Float(as_string=True)
+
+
+@pytest.mark.parametrize(
+    ("schema", "payload", "queued"),
+    [
+        (Renamed, {"name": "Ana"}, {"name": "Ana"}),
+        (Dated, {"when": "2026-01-31"}, {"when": "2026-01-31"}),
+        (Defaulted, {"nome": "Ana"}, {"nome": "Ana", "idade": 0}),
+        (Built, {"nome": "Ana"}, {}),
+        (AsText, {"price": 1.5}, {"price": "1.5"}),
+    ],
+    ids=["data_key", "date", "dump_default", "post_load", "as_string"],
+)
+def test_a_schema_whose_dump_differs_from_its_load_is_still_dumped(schema, payload, queued):
+    job = payload_job(schema)
+    loaded = job.load(payload)
+
+    assert not job.loads_json
+    assert job.dump(loaded) == queued
 
 
 def test_two_modules_cannot_claim_the_same_job_name():

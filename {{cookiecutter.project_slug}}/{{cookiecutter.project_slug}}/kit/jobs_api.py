@@ -25,12 +25,18 @@ from .state import kit_state
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 # OPTIONS answers list the methods of the resource, not of the URL shape.
 bp.after_app_request(api_http.narrow_options_allow)
-# A browser may dispatch only from this site's pages (see api_http.py);
-# checked first, so a forged request never counts as a failed sign-in.
-bp.before_request(api_http.refuse_cross_site)
 # API keys: who may dispatch and read which jobs (see api_keys.py).
 bp.record_once(api_keys.setup)
-bp.before_request(api_keys.guard)
+
+
+@bp.before_request
+def check_caller() -> Response | None:
+    """Refuse a request a page of another site made (see api_http.py), then
+    one without a key that may do this (see api_keys.py).
+
+    In that order, so that a forged request never counts as a failed sign-in.
+    """
+    return api_http.refuse_cross_site() or api_keys.guard()
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:

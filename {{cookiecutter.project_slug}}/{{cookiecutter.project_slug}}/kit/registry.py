@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema
+from marshmallow import INCLUDE, Schema, fields, missing
+from marshmallow.decorators import POST_DUMP, POST_LOAD, PRE_DUMP
 
 from .queues import check_name as check_queue_name
 from .schedules import cron
@@ -85,7 +86,31 @@ class Job:
 
     def dump(self, data: dict) -> dict:
         """Turn validated data back into plain JSON for the queue."""
+        if self.loads_json:
+            return data  # what dump() would give back, without its cost
         return self.validator.dump(data)
+
+    @functools.cached_property
+    def loads_json(self) -> bool:
+        """Whether the schema's loaded data is already the JSON its dump gives.
+
+        True for the usual flat schema of strings, numbers and booleans with
+        no hooks that change data: then the dispatch skips the dump, which
+        costs as much as the load. Anything else (nested schemas, dates,
+        renamed keys, dump defaults) is dumped as always.
+        """
+        schema = self.validator
+        if schema.unknown == INCLUDE or any(schema._hooks[tag] for tag in DATA_HOOKS):
+            return False
+        return all(
+            type(field) in JSON_FIELDS
+            and field.data_key is None
+            and field.attribute is None
+            and not (field.load_only or field.dump_only)
+            and field.dump_default is missing
+            and not getattr(field, "as_string", False)
+            for field in schema.fields.values()
+        )
 
     def next_retry_delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before the try after failed attempt ``attempt`` (1-based).
@@ -118,6 +143,13 @@ class PermanentError(Exception):
     for bad input or a record that no longer exists, not for a timeout.
     """
 
+
+# Fields whose loaded value is a JSON value that dumps as itself, and hooks
+# that could change the data between load and dump (Job.loads_json).
+JSON_FIELDS = frozenset(
+    {fields.String, fields.Email, fields.Url, fields.Integer, fields.Float, fields.Boolean}
+)
+DATA_HOOKS = (POST_LOAD, PRE_DUMP, POST_DUMP)
 
 _registry: dict[str, Job] = {}
 
