@@ -6,8 +6,11 @@ into a payload, queue the probe job, and wait for the job to report
 next. The producer's queueing call is part of that time; the enqueue
 columns show how long it took on its own. After that, a few probes follow
 U(1.5, 4.5) s of idleness each (the randomised gap keeps them from
-phase-locking with the SQLite poller's backoff). Bare Huey with the same
-flags is measured alongside as the reference, in the same rounds.
+phase-locking with the SQLite poller's backoff). On SQLite the kit's
+workers sleep on a wake-up socket that each dispatch on this host rings
+(``kit/wakeup.py``), so its idle column measures that wake-up; bare Huey
+sleeps out its backoff. Bare Huey with the same flags is measured alongside
+as the reference, in the same rounds.
 Percentiles are medians over rounds; the idle column pools the idle probes
 of every round.
 

@@ -17,7 +17,7 @@ import threading
 from importlib.metadata import version
 
 import pytest
-from huey.consumer import Consumer, Scheduler
+from huey.consumer import Consumer, Scheduler, Worker
 from huey.consumer_options import ConsumerConfig
 from huey.storage import RedisStorage, SqliteStorage
 
@@ -81,6 +81,8 @@ def instance_of(owner: type, huey: KitHuey):
     """An instance to read attributes from: what the kit reads them on."""
     if owner is Consumer:
         return huey.create_consumer(workers=1)
+    if owner is Worker:
+        return huey.create_consumer(workers=1).worker_threads[0][0]
     if owner is ConsumerConfig:
         return ConsumerConfig()
     if owner is RedisStorage:

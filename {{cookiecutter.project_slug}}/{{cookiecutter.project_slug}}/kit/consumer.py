@@ -7,7 +7,8 @@
   only be enforced in a process of its own, where Huey stops it with a
   timer signal. Thread workers can only *ask* a job to stop;
 * short polling (``--delay 0.01 --max-delay 0.25``), so a job queued in
-  SQLite starts within a quarter of a second;
+  SQLite starts within a quarter of a second; a job queued on the same host
+  wakes a sleeping worker at once (``wakeup.py``);
 * SIGTERM and SIGINT both shut down gracefully: take no new job, let the
   running ones finish for ``WORKER_SHUTDOWN_TIMEOUT`` seconds (``-t``), then
   interrupt them and put them back on the queue, unchanged. The same signal

@@ -10,7 +10,9 @@ that job timeouts are not enforced (``consumer.py``).
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import sys
 from collections.abc import Callable
 
@@ -20,6 +22,10 @@ PROCESS_WORKERS = (
     and hasattr(os, "fork")
     and all(hasattr(signal, name) for name in ("SIGUSR1", "SIGALRM", "setitimer"))
 )
+
+# Wake-ups of sleeping SQLite workers (wakeup.py): Unix datagram sockets and
+# poll(). Without them (Windows), the workers poll with Huey's backoff.
+WAKEUPS = sys.platform != "win32" and hasattr(socket, "AF_UNIX") and hasattr(select, "poll")
 
 
 def after_fork_in_child(callback: Callable[[], object]) -> None:

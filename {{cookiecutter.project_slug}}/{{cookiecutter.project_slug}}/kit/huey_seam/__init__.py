@@ -17,9 +17,10 @@ What is here:
 * ``KitHuey``: the kit's one Huey class, for Redis and SQLite alike. The kit's
   parts plug into its ``hooks`` (leases, pauses, one scheduler per periodic
   run, consumer listeners) instead of patching methods onto an instance;
-* ``KitConsumer`` and ``KitProcessEnvironment``: Huey's consumer and process
-  workers with their private steps reachable by name (``consumer.py`` sets
-  the kit's policy on them);
+* ``KitConsumer``, ``KitWorker`` and ``KitProcessEnvironment``, in
+  ``workers``: Huey's consumer, workers and process workers with their
+  private steps reachable by name (``consumer.py`` sets the kit's policy on
+  them); on SQLite a job queued on this host wakes sleeping workers up;
 * ``KitRedisStorage``, ``KitSqliteStorage`` (Huey's storages, whose enqueue
   and take know the named queues) and storage handles (``RedisQueue``,
   ``SqliteQueue``), in ``storage``, and a few helpers.
@@ -33,14 +34,13 @@ import logging
 import optparse
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from huey import signals as S
 from huey.api import Huey, Task
-from huey.constants import WORKER_PROCESS, EmptyData
-from huey.consumer import Consumer, Environment, ProcessEnvironment, Scheduler
+from huey.constants import EmptyData
+from huey.consumer import Consumer, Environment, ProcessEnvironment, Scheduler, Worker
 from huey.consumer_options import ConsumerConfig, OptionParserHandler
 from huey.registry import Message
 from huey.serializer import Serializer
@@ -62,6 +62,10 @@ from .storage import (
     redis_queue,
     sqlite_queue,
 )
+from .workers import KitConsumer as KitConsumer
+from .workers import KitProcessEnvironment as KitProcessEnvironment
+from .workers import KitWorker as KitWorker
+from .workers import wake_directory as wake_directory
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +115,19 @@ USES: tuple[Use, ...] = (
     Use(Huey, "_task_key", FORMAT, "'rt:' + task name", "the take script reads the type's flag"),
     Use(Message, "_fields", FORMAT, "id, name, ... retries", "scripts read fields 1 and 2"),
     # The consumer and its process workers (consumer.py's policy).
-    Use(Consumer, "__init__", KEYWORDS, "self, huey, graceful_signal", "built by create_consumer"),
+    Use(Consumer, "__init__", KEYWORDS, "self, huey, worker_type, graceful_signal", "built here"),
     Use(Consumer, "get_environment", OVERRIDE, "self, worker_type", "the kit's process workers"),
+    Use(Consumer, "stop", OVERRIDE, "self, graceful", "ring its sleeping workers: stop now"),
+    Use(Consumer, "worker_class", ATTRIBUTE, "built as Worker's keywords below", "KitWorker"),
+    Use(Worker, "__init__", KEYWORDS, "self, huey, stop_flag, max_delay, backoff", "built so"),
+    Use(Worker, "sleep", OVERRIDE, "self", "after an empty take: wait for a ring, or the delay"),
+    Use(Worker, "shutdown", OVERRIDE, "self", "close the worker's wake-up socket"),
+    Use(Worker, "delay", ATTRIBUTE, "seconds, times backoff per sleep", "Huey's backoff"),
+    Use(Worker, "default_delay", ATTRIBUTE, "seconds; after a job", "Huey's backoff"),
+    Use(Worker, "max_delay", ATTRIBUTE, "seconds", "Huey's backoff"),
+    Use(Worker, "backoff", ATTRIBUTE, "a factor", "Huey's backoff"),
+    Use(Worker, "task_count", ATTRIBUTE, "jobs taken so far", "did a wake-up find a job"),
+    Use(Worker, "stop_flag", ATTRIBUTE, "an event: wait(seconds)", "sleep as Huey does"),
     Use(Consumer, "_handle_signal", OVERRIDE, "self, signum, frame", "stop at a second signal"),
     Use(Consumer, "_signal_actions", ATTRIBUTE, "{signum: (restart, graceful)}", "TERM graceful"),
     Use(Consumer, "_graceful", ATTRIBUTE, "bool, set by _handle_signal", "which stop it is"),
@@ -189,8 +204,8 @@ class KitHuey(Huey):
         self._schedule: RedisQueue | SqliteQueue | None = None
 
     def create_consumer(self, **options: Any) -> Consumer:
-        """What ``huey_consumer`` calls: Huey's consumer."""
-        return self.build_consumer(Consumer, **options)
+        """What ``huey_consumer`` calls: Huey's consumer, woken up on SQLite."""
+        return self.build_consumer(KitConsumer, **options)
 
     def build_consumer(self, consumer_class: type[Consumer], **options: Any) -> Consumer:
         """A consumer of ``consumer_class``; listeners learn its options and stop flag."""
@@ -369,57 +384,6 @@ def emit(huey: Huey, signal: str, task: Task) -> None:
 
 
 # -- the consumer ------------------------------------------------------------
-
-
-class KitConsumer(Consumer):
-    """Huey's consumer, with its private signal handling reachable by name."""
-
-    def make_graceful(self, signum: int) -> None:
-        """Let ``signum`` mean "finish the running jobs, then stop"."""
-        self._signal_actions[signum] = (False, True)
-
-    def process_environment(self) -> Environment | None:
-        """The environment of process workers; None: Huey's own."""
-        return None
-
-    def get_environment(self, worker_type: str) -> Environment:
-        environment = self.process_environment() if worker_type == WORKER_PROCESS else None
-        return environment or super().get_environment(worker_type)
-
-    def _handle_signal(self, signum: int, frame: Any) -> None:
-        super()._handle_signal(signum, frame)
-        self.signal_handled(graceful=self._graceful, restart=self._restart)
-
-    def signal_handled(self, graceful: bool, restart: bool) -> None:
-        """After Huey handled a stop (or restart) signal: for subclasses."""
-
-
-class KitProcessEnvironment(ProcessEnvironment):
-    """Huey's process workers, with their per-process steps reachable by name."""
-
-    def __init__(self, graceful: int, interrupt: int):
-        super().__init__(graceful, interrupt)
-
-    def create_process(self, runnable: Callable[[], None], name: str) -> Any:
-        return super().create_process(self.wrap_worker(runnable), name)
-
-    def init_child(self, process: Any) -> None:
-        super().init_child(process)
-        self.child_started()
-
-    def timeout(self, seconds: float) -> contextlib.AbstractContextManager[None]:
-        return self.job_timeout(seconds)
-
-    def wrap_worker(self, runnable: Callable[[], None]) -> Callable[[], None]:
-        """What a new worker process runs; by default, Huey's runnable."""
-        return runnable
-
-    def child_started(self) -> None:
-        """In each worker process, after Huey set its signal handlers."""
-
-    def job_timeout(self, seconds: float) -> contextlib.AbstractContextManager[None]:
-        """Stop a job that runs longer than ``seconds``; by default, Huey's way."""
-        return super().timeout(seconds)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 from huey.storage import RedisStorage, SqliteStorage
 
+from .. import wakeup
 from ..queues import IDLE_POLL, Pick, redis_key, sqlite_name
 from ..queues import of_raw as queue_of
 
@@ -66,9 +67,23 @@ class KitSqliteStorage(SqliteStorage):
     SQLite silently opens a file it cannot write read-only: such a connection
     refuses writes long after the file system is writable again. An I/O error
     may leave stale file handles. The next use opens a fresh connection.
+
+    A transaction that queued a job rings the workers sleeping on this host
+    once it has committed (``wakeup.py``): every write to the queue goes
+    through ``db``, Huey's own enqueue included.
     """
 
     picks: Callable[[], Pick] | None = None  # as KitRedisStorage's
+    _queued = False  # the open transaction queued a job
+
+    @functools.cached_property
+    def wake_directory(self) -> str | None:
+        """Where this file's sleeping workers listen; None: they only poll."""
+        return wakeup.directory_for(self.filename)
+
+    def queued(self) -> None:
+        """The open transaction queues a job: ring the workers after its commit."""
+        self._queued = True
 
     def dequeue(self) -> bytes | None:
         """Huey's take (leases off): from the named queue the weights pick."""
@@ -99,22 +114,29 @@ class KitSqliteStorage(SqliteStorage):
         """Huey's enqueue, to the message's named queue (see ``KitRedisStorage``)."""
         queue = queue_of(data)
         name = sqlite_name(self.name, queue)
-        self.sql(
-            "insert into task (queue, data, priority) values (?, ?, ?)",
-            (name, self.to_blob(data), priority or 0),
-            commit=True,
-        )
+        with self.db(commit=True) as curs:
+            curs.execute(
+                "insert into task (queue, data, priority) values (?, ?, ?)",
+                (name, self.to_blob(data), priority or 0),
+            )
+            self.queued()
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
+        rings = False
         try:
             with super().db(commit, close) as cursor:
-                yield cursor
+                try:
+                    yield cursor
+                finally:  # still under Huey's lock: the flag is this transaction's
+                    rings, self._queued = self._queued, False
         except sqlite3.Error as exc:
             # READONLY, IOERR, CANTOPEN; a full disk or a lock passes by itself.
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (8, 10, 14):
                 self.close()
             raise
+        if rings and commit and self.wake_directory is not None:
+            wakeup.ring(self.wake_directory)  # committed: the job can be taken
 
 
 @dataclass
@@ -255,6 +277,8 @@ class SqliteQueue:
         self.name: str = storage.name
         self.db: Callable[..., contextlib.AbstractContextManager[Any]] = storage.db
         self.sql: Callable[..., Any] = storage.sql
+        # Tells the storage to ring the sleeping workers after the commit.
+        self.queued: Callable[[], None] = getattr(storage, "queued", _nothing)
 
     def queue_name(self, queue: str) -> str:
         """The ``task.queue`` value of a named queue."""
@@ -302,11 +326,14 @@ class SqliteQueue:
             f"insert into task (id, queue, data, priority) values ({row_id}, ?, ?, ?)",
             (self.queue_name(queue or queue_of(raw)), raw, priority or 0),
         )
+        self.queued()
 
     def enqueue_all(self, curs: Any, messages: Iterable[tuple[bytes, float]]) -> int:
         """Queue messages in order, behind what is queued; returns how many."""
         rows = [(self.queue_name(queue_of(raw)), raw, priority or 0) for raw, priority in messages]
         curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+        if rows:
+            self.queued()
         return len(rows)
 
     def add_to_schedule(self, curs: Any, raw: bytes, eta: datetime.datetime) -> None:
@@ -372,6 +399,10 @@ class SqliteQueue:
                 if moved[-1]:
                     self.enqueue(curs, move.message, move.priority, queue=move.queue)
         return moved
+
+
+def _nothing() -> None:
+    pass
 
 
 def sqlite_queue(storage: Any) -> SqliteQueue | None:
