@@ -4,6 +4,7 @@ A "worker" here is a lease manager: the app's own, and a second one standing
 in for another process. Killing a worker is making its registration lapse.
 """
 
+import threading
 import time
 
 import pytest
@@ -155,6 +156,50 @@ def test_the_retry_of_a_run_revoked_while_it_ran_is_not_skipped(app, manager):
     assert flag_when_queued == [EmptyData]
     assert record(app, job_id)["status"] == "failed"  # it ran again, and failed for good
     assert manager.store.own(manager.worker) == []
+
+
+def taken_while_waiting(app):
+    """Queue a job while a worker waits on the empty Redis queue; its id and what it took."""
+    huey = app.extensions["jobkit"].huey
+    taken = []
+
+    def worker():
+        deadline = time.monotonic() + 10
+        while not taken and time.monotonic() < deadline:
+            task = huey.dequeue()
+            if task is not None:
+                taken.append(task)
+
+    waiting = threading.Thread(target=worker)
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while not any(c["cmd"] == "blmove" for c in huey.storage.conn.client_list()):
+        assert time.monotonic() < deadline, "the worker never waited for a job"
+        time.sleep(0.01)
+    job_id = queued_job(app)
+    waiting.join()
+    return job_id, taken[0]
+
+
+def test_a_worker_waiting_for_a_job_reads_its_revoke_flags_as_it_takes_it(redis_url):
+    app = create_app({"TESTING": True, "QUEUE_NAME": unique_queue_name(), "REDIS_URL": redis_url})
+
+    job_id, task = taken_while_waiting(app)
+
+    assert task.id == job_id
+    # Read in the take's round trip (None: Huey would read them itself): none set.
+    assert list(lease_of(task).revocations.values()) == [None, None]
+
+
+def test_a_job_a_waiting_worker_takes_is_not_run_when_its_type_is_revoked(redis_url):
+    app = create_app({"TESTING": True, "QUEUE_NAME": unique_queue_name(), "REDIS_URL": redis_url})
+    huey = app.extensions["jobkit"].huey
+    app.extensions["jobkit"].tasks["testGreet"].revoke()
+
+    job_id, task = taken_while_waiting(app)
+    huey.execute(task)
+
+    assert record(app, job_id)["status"] == "revoked"
 
 
 def test_a_worker_starts_and_ends_a_job_in_one_round_trip_to_redis(redis_url, round_trips):
@@ -472,6 +517,22 @@ def test_a_job_recovered_before_is_never_taken_with_others(prefetching):
     assert pending(prefetching) == 9  # nothing taken behind it
     assert manager.take().id == ids[1]
     assert pending(prefetching) == 7  # ids[2] taken ahead; the batch stops at ids[3]
+
+
+def test_a_recovery_count_written_while_a_job_of_a_batch_ran_outlives_its_end(prefetching):
+    ids = [queued_job(prefetching) for _ in range(10)]
+    manager = prefetching.extensions["jobkit"].leases
+    huey = prefetching.extensions["jobkit"].huey
+    task = manager.take()  # with jobs behind it: none of them had a count
+    conn, recoveries = manager.store.conn, manager.store.recoveries_key
+    # A reaper that took this worker for dead counted the job as lost; that
+    # count is the reaper's, and the job's end here leaves it alone.
+    conn.hset(recoveries, task.id, 1)
+
+    huey.execute(task)
+
+    assert task.id == ids[0]
+    assert conn.hget(recoveries, task.id) == b"1"
 
 
 def test_jobs_taken_ahead_go_back_to_the_front_of_the_queue_after_a_while(prefetching):

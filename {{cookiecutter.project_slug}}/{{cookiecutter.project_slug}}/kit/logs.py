@@ -205,6 +205,10 @@ class TextFormatter(logging.Formatter):
 
 def escape_control(text: str) -> str:
     """``text`` with every control character written as an escape."""
+    # Every character _CONTROL matches is unprintable; most lines have none,
+    # and this check costs less than a search for them.
+    if text.isprintable():
+        return text
     return _CONTROL.sub(_escaped, text)
 
 

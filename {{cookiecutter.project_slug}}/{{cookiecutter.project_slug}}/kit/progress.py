@@ -135,6 +135,13 @@ class JobLogHandler(logging.Handler):
     job pass by untouched.
     """
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Most records (Huey's own lines about each run) come from outside a
+        # job's code: skip the filters and the lock that logging would take.
+        if _current.get() is None:
+            return False
+        return super().handle(record)
+
     def emit(self, record: logging.LogRecord) -> None:
         run = _current.get()
         if run is None or record.levelno < run.recorder.level:

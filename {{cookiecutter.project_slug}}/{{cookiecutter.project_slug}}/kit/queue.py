@@ -26,7 +26,7 @@ from .backends import BACKEND_ERRORS, open_backend, redis_pool, sentinel
 from .controls import Controls, register_periodic
 from .history import History
 from .huey_seam import KitHuey
-from .logs import get_request_id, job_log_context
+from .logs import current_job_info, get_request_id, job_log_context
 from .progress import job_scope
 from .serializer import JSONSerializer
 from .state import EXTENSION, KitState, kit_state
@@ -191,7 +191,13 @@ def _register(huey: Huey, app: Flask, job: registry.Job) -> TaskWrapper:
         # (for the logs) and when (for the metrics' oldest-queued age).
         meta = meta or {}
         attempt = job.retries - task.retries + 1
-        context = job_log_context(job.name, task.id, attempt, meta.get("request_id"))
+        # KitHuey.execute has set this run's log context (_job_context)
+        # already; only a run that did not go through it needs one here.
+        info = current_job_info.get()
+        if info is not None and info.id == task.id and info.attempt == attempt:
+            context: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        else:
+            context = job_log_context(job.name, task.id, attempt, meta.get("request_id"))
         # A fresh app context per run: sharing one between worker threads
         # breaks Flask's context variables.
         with app.app_context(), context, job_scope(task, attempt):

@@ -424,14 +424,19 @@ class PauseGate:
     def __init__(self, controls: Controls):
         self.controls = controls
         self.idle_wait = controls.settings.pause_check
+        self._seen: dict[str, Any] | None = None  # the pauses last passed on
 
     def is_open(self) -> bool:
         pauses = self.controls.paused_now()
-        # Paused named queues are left out of the next takes' pick.
-        named = frozenset(
-            key.removeprefix(QUEUE_PREFIX) for key in pauses if key.startswith(QUEUE_PREFIX)
-        )
-        self.controls.huey.queues.set_paused(named)
+        # Paused named queues are left out of the next takes' pick. The
+        # cache hands back the same dict until it reads the pauses again:
+        # only a new one is worth looking through (this runs for every job).
+        if pauses is not self._seen:
+            named = frozenset(
+                key.removeprefix(QUEUE_PREFIX) for key in pauses if key.startswith(QUEUE_PREFIX)
+            )
+            self.controls.huey.queues.set_paused(named)
+            self._seen = pauses
         return QUEUE not in pauses
 
     def admit(self, task: Task) -> Task | None:

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,8 +210,43 @@ after_fork_in_child(worker_id.cache_clear)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode``, minus the C encoder that json builds anew on each call.
+
+    Building it costs more than encoding a timeline line, and a worker
+    encodes a few per job. The same C function json uses, with the same
+    options, so the text is the same; without json's check for circular
+    references (a record's values are trees: a cycle raises RecursionError).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # not CPython's json: its own way
+        return encoder.encode
+    strings = json.encoder.encode_basestring
+    if encoder.ensure_ascii:
+        strings = json.encoder.encode_basestring_ascii
+    c_encode = make(
+        None,
+        encoder.default,
+        strings,
+        None,
+        encoder.key_separator,
+        encoder.item_separator,
+        False,
+        False,
+        True,
+    )
+    return lambda value: "".join(c_encode(value, 0))
+
+
+_encode = _one_shot(_ENCODER)
+
+# ASCII-only JSON (a non-ASCII character as a \u escape), compact: for text
+# that must survive any byte handling, such as a script's arguments.
+to_ascii_json = _one_shot(json.JSONEncoder(separators=(",", ":")))
+
+
 def to_json(value: Any) -> str:
-    return _ENCODER.encode(value)
+    return _encode(value)
 
 
 def event(kind: str, at: float, **detail: Any) -> dict[str, Any]:

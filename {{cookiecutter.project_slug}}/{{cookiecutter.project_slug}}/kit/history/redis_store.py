@@ -127,7 +127,7 @@ class RedisStore:
         queue_key = queues.redis_key(self.queue_key, queue)
         if dispatch and self._queue_new_job(changes[0], message, guard, queue_key):
             return True
-        specs = json.dumps([self._spec(change) for change in changes])
+        specs = model.to_ascii_json([self._spec(change) for change in changes])
         beat = json.dumps(heartbeat) if heartbeat else ""
         args = [self.prefix, specs, queue_key, message or b"", beat]
         commands = Commands()
@@ -241,31 +241,40 @@ class RedisStore:
         return written
 
     def _spec(self, change: Change) -> dict[str, Any]:
+        # Built for every change a worker writes: plain loops, no helper
+        # calls that a comprehension would do anyway.
         s = self.settings
         per_minute, per_hour = rollup_fields(change)
-        keep = s.retention(change.status) if change.status else None
+        status = change.status
+        at = change.at
+        keep = s.retention(status) if status else None
+        values, unset = {}, []
+        for key, value in change.fields.items():
+            if value is None:
+                unset.append(key)
+            else:
+                values[key] = repr(value) if type(value) is float else encode(value)
+        create = change.create
         return {
             "id": change.job_id,
             "name": change.name,
-            "at": repr(change.at),
-            "score": repr(change.index_score),
-            "status": change.status or "",
+            "at": repr(at),
+            "score": repr(at if change.score is None else change.score),
+            "status": status or "",
             "delete": change.delete,
-            "set": {k: encode(v) for k, v in change.fields.items() if v is not None},
-            "unset": [k for k, v in change.fields.items() if v is None],
-            "create": {k: encode(v) for k, v in change.create.items() if v is not None},
+            "set": values,
+            "unset": unset,
+            "create": {k: encode(v) for k, v in create.items() if v is not None} if create else {},
             "attempt": change.new_attempt,
             "only_from": list(change.only_from),
-            "fill_duration": "duration" not in change.fields and change.status in FINISHING,
+            "fill_duration": "duration" not in change.fields and status in FINISHING,
             "recovered": change.count_recovered,
             "events": model.event_lines(change.events),
             "events_max": s.events_max_bytes,
             # JSON null would be truthy in Lua, hence False.
-            "keep": {"cutoff": repr(change.at - keep.max_age), "count": keep.max_count}
-            if keep
-            else False,
-            "minute": int(change.at // 60) * 60,
-            "hour": int(change.at // 3600) * 3600,
+            "keep": {"cutoff": repr(at - keep.max_age), "count": keep.max_count} if keep else False,
+            "minute": int(at // 60) * 60,
+            "hour": int(at // 3600) * 3600,
             "minute_ttl": int(s.minute_rollups_age),
             "hour_ttl": int(s.hour_rollups_age),
             "per_minute": per_minute,

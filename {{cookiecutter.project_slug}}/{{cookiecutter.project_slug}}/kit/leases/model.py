@@ -83,6 +83,11 @@ class Lease:
     # The named queue it came from (a Redis list key), to go back to; None:
     # the queue written in the message (queues.of_raw).
     queue: str | None = None
+    # Whether the job may have been lost before and still have its count of
+    # recoveries stored, which its release then deletes. A Redis take that
+    # brought jobs ahead found no count for any of them (see the take
+    # script): their releases skip that command.
+    maybe_recovered: bool = True
 
 
 @dataclass(frozen=True)

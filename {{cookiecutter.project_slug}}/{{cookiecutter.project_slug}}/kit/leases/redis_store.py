@@ -154,6 +154,28 @@ end
 return reply
 """
 
+# Sent right behind a blocking take (BLMOVE into the worker's list), in the
+# same round trip: the newest message of that list, normally the one just
+# moved, with its revoke flags, as the take script reads them. Another
+# thread of the worker may have moved one in between: the caller compares.
+_FLAGS_LUA = """
+local raw = redis.call('LINDEX', KEYS[1], 0)
+if not raw then
+    return false
+end
+local ok, message = pcall(cjson.decode, raw)
+if not (ok and type(message) == 'table' and type(message.fields) == 'table') then
+    return false
+end
+local id, name = message.fields[1], message.fields[2]
+if type(id) ~= 'string' or type(name) ~= 'string' then
+    return false
+end
+local keys = {ARGV[1] .. id, ARGV[2] .. name}
+local flags = redis.call('HMGET', KEYS[2], keys[1], keys[2])
+return {raw, keys[1], flags[1], keys[2], flags[2]}
+"""
+
 # Put a leased message back on the queue, but only if this lease still holds
 # it: if a reaper recovered the job meanwhile, it must not be queued twice.
 _REQUEUE_LUA = """
@@ -306,6 +328,11 @@ class RedisLeases:
                         reply[i + 3].decode(): reply[i + 4],
                     }
                 leases.append(lease)
+            if len(leases) > 1:
+                # The script takes jobs ahead only behind a job with no
+                # recoveries, and only jobs with none.
+                for lease in leases:
+                    lease.maybe_recovered = False
             return leases
         if not queue.blocking:
             return []
@@ -314,10 +341,27 @@ class RedisLeases:
             time.sleep(queues.IDLE_POLL)
             return []
         # Nothing queued: wait for a message as Huey's dequeue does (BRPOP
-        # takes from the same end). Huey reads this job's revoke flags itself.
+        # takes from the same end), and read its revoke flags in the same
+        # round trip; if that read finds another message, Huey reads them.
         move = ("BLMOVE", sources[0], key, "RIGHT", "LEFT", self._blocking_wait())
-        raw = self.conn.execute_command(*move)
-        return [] if raw is None else [Lease(raw, key, queue=sources[0])]
+        if not self.flags_key:
+            raw = self.conn.execute_command(*move)
+            return [] if raw is None else [Lease(raw, key, queue=sources[0])]
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.execute_command(*move)
+        # EVAL, not EVALSHA: a pipeline cannot load a script Redis forgot.
+        pipe.execute_command(
+            "EVAL", _FLAGS_LUA, 2, key, self.flags_key, REVOKE_PREFIX, TYPE_REVOKE_PREFIX
+        )
+        raw, read = pipe.execute(raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise raw
+        if raw is None:
+            return []
+        lease = Lease(raw, key, queue=sources[0])
+        if isinstance(read, list) and len(read) == 5 and read[0] == raw:
+            lease.revocations = {read[1].decode(): read[2], read[3].decode(): read[4]}
+        return [lease]
 
     def _blocking_wait(self) -> float:
         """How long a take waits for a job: Huey's ``read_timeout``, within the socket's.
@@ -340,7 +384,8 @@ class RedisLeases:
         object with a pipeline's ``execute_command`` will do.
         """
         pipe.execute_command("LREM", lease.ref, 1, lease.raw)
-        pipe.execute_command("HDEL", self.recoveries_key, job_id)
+        if lease.maybe_recovered:
+            pipe.execute_command("HDEL", self.recoveries_key, job_id)
         if lease.clear_on_release:
             pipe.execute_command("HDEL", self.flags_key, lease.clear_on_release)
 
