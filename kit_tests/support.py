@@ -1,6 +1,7 @@
 """Small helpers shared by the tests and their fixtures."""
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -90,6 +91,16 @@ def descendants(pid: int) -> list[int]:
         found += children
         todo += children
     return found
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and every process below it: none outlives a test."""
+    children = descendants(process.pid)
+    process.kill()
+    process.wait(10)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def start_time(pid: int) -> str | None:

@@ -19,7 +19,7 @@ import pytest
 from acme_jobs import create_app
 from acme_jobs.kit import enqueue
 from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT, TESTS_DIR
-from support import descendants, unique_queue_name, wait_for
+from support import descendants, kill_tree, unique_queue_name, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -85,12 +85,7 @@ def simulated_worker(tmp_path):
     start.settings = settings
     yield start
     for process in started:
-        children = descendants(process.pid)
-        process.kill()
-        process.wait(10)
-        for pid in children:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_tree(process)
 
 
 def alive(pid: int) -> bool:

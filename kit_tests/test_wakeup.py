@@ -6,7 +6,6 @@ A worker's socket file appears in ``<database>.wake/`` as it starts its
 first sleep, which is the event the tests wait for.
 """
 
-import contextlib
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ import pytest
 from acme_jobs import create_app
 from acme_jobs.kit import enqueue, wakeup
 from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT
-from support import descendants, unique_queue_name, wait_for
+from support import descendants, kill_tree, unique_queue_name, wait_for
 
 SLEEPY = ["--delay", "5", "--max-delay", "5", "--workers", "2"]
 
@@ -77,12 +76,7 @@ def sqlite_worker(tmp_path):
     start.path, start.log, start.app = path, log, sqlite_app(path, name)
     yield start
     for process in started:
-        children = descendants(process.pid)
-        process.kill()
-        process.wait(10)
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_tree(process)
 
 
 def wait_until_asleep(sqlite_worker, workers: int = 2) -> None:
