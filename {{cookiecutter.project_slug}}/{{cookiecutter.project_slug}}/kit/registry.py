@@ -100,7 +100,7 @@ class Job:
         renamed keys, dump defaults) is dumped as always.
         """
         schema = self.validator
-        if schema.unknown == INCLUDE or any(schema._hooks[tag] for tag in DATA_HOOKS):
+        if schema.unknown == INCLUDE or hook_tags(type(schema)) & DATA_HOOKS:
             return False
         return all(
             type(field) in JSON_FIELDS
@@ -149,7 +149,21 @@ class PermanentError(Exception):
 JSON_FIELDS = frozenset(
     {fields.String, fields.Email, fields.Url, fields.Integer, fields.Float, fields.Boolean}
 )
-DATA_HOOKS = (POST_LOAD, PRE_DUMP, POST_DUMP)
+DATA_HOOKS = frozenset({POST_LOAD, PRE_DUMP, POST_DUMP})
+
+
+def hook_tags(schema: type[Schema]) -> set[str]:
+    """What a schema's decorated methods hook into (``post_load``, ``validates``...).
+
+    Read from the mark marshmallow's decorators leave on each method, keyed
+    by tag in marshmallow 4 and by ``(tag, many)`` in marshmallow 3.
+    """
+    tags = set()
+    for name in dir(schema):
+        for key in getattr(getattr(schema, name, None), "__marshmallow_hook__", None) or ():
+            tags.add(key if isinstance(key, str) else key[0])
+    return tags
+
 
 _registry: dict[str, Job] = {}
 
