@@ -374,17 +374,20 @@ def command_name(packed) -> bytes:
 
 @pytest.fixture
 def round_trips(monkeypatch):
-    """Count requests sent to Redis: a pipeline or a script call is one."""
+    """Count requests this thread sends to Redis: a pipeline or a script call is one.
+
+    Only the calling thread counts: threads left running by other tests
+    (heartbeats, history writers) may send at any moment.
+    """
     original = redis.connection.Connection.send_packed_command
 
     @contextlib.contextmanager
-    def counter(this_thread_only=False):
+    def counter():
         sent = []
         here = threading.current_thread()
 
         def counting(self, command, check_health=True):
-            mine = not this_thread_only or threading.current_thread() is here
-            if mine and command_name(command) not in HANDSHAKE:
+            if threading.current_thread() is here and command_name(command) not in HANDSHAKE:
                 sent.append(command)
             return original(self, command, check_health)
 

@@ -291,10 +291,10 @@ def test_a_short_job_costs_its_worker_no_round_trip_to_the_history(tmp_path, req
     try:
         ids = [dispatch(history, "greet", {"name": name}) for name in ("warm-up", "Ana", "Bo")]
         huey.execute(huey.dequeue())  # connect, load the script
-        with round_trips(this_thread_only=True) as with_history:
+        with round_trips() as with_history:
             huey.execute(huey.dequeue())
         huey.disconnect_signal(history.on_signal)
-        with round_trips(this_thread_only=True) as bare:
+        with round_trips() as bare:
             huey.execute(huey.dequeue())
     finally:
         history.tracker.worker_stopped()

@@ -210,7 +210,7 @@ def test_a_worker_starts_and_ends_a_job_in_one_round_trip_to_redis(redis_url, ro
     tracker.worker_started()  # as in a worker process: ends are written behind
     try:
         huey.execute(huey.dequeue())  # connect, load the scripts
-        with round_trips(this_thread_only=True) as count:
+        with round_trips() as count:
             huey.execute(huey.dequeue())  # take and revoke check, run, end
         tracker.drain()
     finally:
@@ -488,7 +488,7 @@ def test_a_worker_takes_several_jobs_in_one_round_trip_from_a_deep_queue(prefetc
     manager = prefetching.extensions["jobkit"].leases
 
     # This thread's requests only: the history's thread may write meanwhile.
-    with round_trips(this_thread_only=True) as count:
+    with round_trips() as count:
         taken = [manager.take().id for _ in range(4)]
 
     assert taken == ids[:4]
