@@ -138,9 +138,6 @@ class KitConsumer(Consumer):
 class KitProcessEnvironment(ProcessEnvironment):
     """Huey's process workers, with their per-process steps reachable by name."""
 
-    def __init__(self, graceful: int, interrupt: int):
-        super().__init__(graceful, interrupt)
-
     def create_process(self, runnable: Callable[[], None], name: str) -> Any:
         return super().create_process(self.wrap_worker(runnable), name)
 
