@@ -29,6 +29,7 @@ import redis
 from flask import Flask
 
 from acme_jobs import create_app
+from acme_jobs.kit import registry
 from acme_jobs.kit.logs import JobContextFilter, JSONFormatter
 from support import (
     API_KEYS,
@@ -80,6 +81,23 @@ def app(tmp_path):
             "SQLITE_PATH": str(tmp_path / "queue.sqlite3"),
         }
     )
+
+
+@pytest.fixture
+def job_modules_for_one_test() -> Iterator[None]:
+    """Forget, after the test, the jobs its imported modules registered.
+
+    The registry is global and Python imports a module once: jobs left there
+    would show in every later test's job list and clash with other modules'
+    jobs of the same name. The modules are imported afresh next time.
+    """
+    saved_jobs, saved_modules = dict(registry._registry), set(sys.modules)
+    yield
+    registry._registry.clear()
+    registry._registry.update(saved_jobs)
+    for name in set(sys.modules) - saved_modules:
+        if name.endswith("_jobs"):
+            del sys.modules[name]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def test_discovery_imports_every_module_of_the_jobs_package():
     assert found["testPeriodic"].schema is registry.NoPayload
 
 
-def test_discovery_imports_extra_modules_too():
+def test_discovery_imports_extra_modules_too(job_modules_for_one_test):
     found = registry.discover("kit_jobs", ["control_jobs"])
 
     assert "testChecksCancel" in found

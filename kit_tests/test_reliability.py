@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from acme_jobs import create_app
-from acme_jobs.kit import registry
 from conftest import KIT_PYTHONPATH, PACKAGE, PROJECT_ROOT
 from support import descendants, wait_for
 
@@ -124,17 +123,9 @@ def stack_app(stack: Stack, job_modules: list[str] | None = None):
 
 
 @pytest.fixture
-def jobs_here():
-    """Register the reliability jobs in this process too, for one test only.
-
-    The registry is global: left there, they would clash with the jobs other
-    test modules register under the same names.
-    """
-    saved = dict(registry._registry)
-    yield ["reliability_jobs"]
-    registry._registry.clear()
-    registry._registry.update(saved)
-    sys.modules.pop("reliability_jobs", None)
+def jobs_here(job_modules_for_one_test):
+    """Register the reliability jobs in this process too, for one test only."""
+    return ["reliability_jobs"]
 
 
 def history(stack: Stack):

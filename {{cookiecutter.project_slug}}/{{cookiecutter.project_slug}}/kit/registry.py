@@ -155,14 +155,11 @@ DATA_HOOKS = frozenset({POST_LOAD, PRE_DUMP, POST_DUMP})
 def hook_tags(schema: type[Schema]) -> set[str]:
     """What a schema's decorated methods hook into (``post_load``, ``validates``...).
 
-    Read from the mark marshmallow's decorators leave on each method, keyed
-    by tag in marshmallow 4 and by ``(tag, many)`` in marshmallow 3.
+    Read from the hooks marshmallow resolved for the class and runs from,
+    keyed by tag in marshmallow 4 and by ``(tag, many)`` in marshmallow 3.
     """
-    tags = set()
-    for name in dir(schema):
-        for key in getattr(getattr(schema, name, None), "__marshmallow_hook__", None) or ():
-            tags.add(key if isinstance(key, str) else key[0])
-    return tags
+    hooks = schema._hooks
+    return {key if isinstance(key, str) else key[0] for key, names in hooks.items() if names}
 
 
 _registry: dict[str, Job] = {}
